@@ -1,0 +1,33 @@
+# The README's two quick-start commands live here. Both work on a bare machine: they create .venv,
+# install torch==2.13.0 first (a local CPU wheel; any other torch resolution pulls GBs of CUDA), then us.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.poptrain-installed
+
+.PHONY: setup demo test lint slow bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+# Main job: a small PBT population on the built-in task, processes backend, CPU.
+demo: $(STAMP)
+	$(BIN)/python -m poptrain.demo
+
+# Tests (what CI runs): lint, types, the fast suite.
+test: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/mypy
+	$(BIN)/python -m pytest -q
+
+slow: $(STAMP)
+	$(BIN)/python -m pytest -q -m slow
+
+clean:
+	rm -rf $(VENV) runs train_dir

@@ -1,0 +1,124 @@
+"""The tensor task contract: every env of a batch is a row of a tensor.
+
+A task owns a batch of ``num_envs`` environments that live as rows of tensors on one device:
+
+- ``obs_buf``      ``[num_envs, num_obs]`` float32 observations,
+- ``rew_buf``      ``[num_envs]`` float32 rewards of the last step,
+- ``reset_buf``    ``[num_envs]`` int64, 1 where the episode ended on the last step,
+- ``progress_buf`` ``[num_envs]`` int64, steps taken in the current episode,
+- ``extras``       dict of per-env tensors (``time_outs``; optional ``true_objective``).
+
+``step(actions)`` advances every env by one step and returns ``(obs_dict, rew, done, extras)`` with
+``obs_dict = {"obs": obs_buf}``. Envs that finished are reset *in place* before ``step`` returns, so the
+returned observation of a done row is already the first observation of its next episode (the
+IsaacGymEnvs convention that rl_games expects). Subclasses implement three tensor functions and never
+loop over envs in Python.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """Static description of a task's spaces."""
+
+    num_obs: int
+    num_actions: int
+    action_low: float = -1.0
+    action_high: float = 1.0
+    max_episode_length: int = 500
+
+
+class VecTask(ABC):
+    """Base class of built-in tensor tasks (see the module docstring for the contract)."""
+
+    spec: TaskSpec
+    #: Whether the task publishes ``extras["true_objective"]`` per env (read by PBT).
+    publishes_true_objective: bool = False
+
+    def __init__(self, cfg: dict[str, Any], num_envs: int, device: str = "cpu", seed: int = 0):
+        if int(num_envs) <= 0:
+            from poptrain.errors import ConfigError
+
+            raise ConfigError(f"num_envs must be a positive integer, got {num_envs!r}")
+        self.cfg = dict(cfg)
+        self.num_envs = int(num_envs)
+        self.device = torch.device(device)
+        self.generator = torch.Generator(device=self.device)
+        self.generator.manual_seed(int(seed) & 0xFFFF_FFFF)
+        n, d = self.num_envs, self.device
+        self.obs_buf = torch.zeros(n, self.spec.num_obs, device=d)
+        self.rew_buf = torch.zeros(n, device=d)
+        self.reset_buf = torch.ones(n, dtype=torch.long, device=d)
+        self.progress_buf = torch.zeros(n, dtype=torch.long, device=d)
+        self.time_out_buf = torch.zeros(n, dtype=torch.bool, device=d)
+        self.extras: dict[str, torch.Tensor] = {}
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, (self.spec.num_obs,), dtype=np.float32)
+        self.action_space = gym.spaces.Box(
+            self.spec.action_low, self.spec.action_high, (self.spec.num_actions,), dtype=np.float32
+        )
+        self._allocate_state()
+
+    # ---- what a task implements -------------------------------------------------------------------
+    @abstractmethod
+    def _allocate_state(self) -> None:
+        """Create the per-env state tensors (called once from __init__)."""
+
+    @abstractmethod
+    def _reset_rows(self, env_ids: torch.Tensor) -> None:
+        """Reset the state of the rows ``env_ids`` in place (random initial state from self.generator)."""
+
+    @abstractmethod
+    def _physics_step(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Advance every env one step; return ``(reward [n], terminated [n] bool)``."""
+
+    @abstractmethod
+    def _observe(self) -> torch.Tensor:
+        """Return the observation of every env ``[n, num_obs]``."""
+
+    # ---- the contract ----------------------------------------------------------------------------
+    def rand(self, *shape: int) -> torch.Tensor:
+        """Uniform [0, 1) samples from the task's own generator (seeded, device-local)."""
+        return torch.rand(*shape, generator=self.generator, device=self.device)
+
+    def reset(self) -> dict[str, torch.Tensor]:
+        """Reset every env and return the first observation dict."""
+        all_ids = torch.arange(self.num_envs, device=self.device)
+        self._reset_rows(all_ids)
+        self.progress_buf.zero_()
+        self.reset_buf.zero_()
+        self.obs_buf.copy_(self._observe())
+        return {"obs": self.obs_buf}
+
+    def step(self, actions: torch.Tensor):
+        """Step every env; reset finished rows in place; return ``(obs_dict, rew, done, extras)``."""
+        actions = actions.to(self.device, torch.float32).reshape(self.num_envs, self.spec.num_actions)
+        actions = actions.clamp(self.spec.action_low, self.spec.action_high)
+        reward, terminated = self._physics_step(actions)
+        self.progress_buf.add_(1)
+        self.time_out_buf = (self.progress_buf >= self.spec.max_episode_length) & ~terminated
+        done = terminated | self.time_out_buf
+        self.rew_buf.copy_(reward)
+        self.reset_buf.copy_(done.long())
+        self.extras["time_outs"] = self.time_out_buf
+        self._publish_extras(done)
+        done_ids = done.nonzero(as_tuple=False).squeeze(-1)
+        if done_ids.numel() > 0:
+            self._reset_rows(done_ids)
+            self.progress_buf[done_ids] = 0
+        self.obs_buf.copy_(self._observe())
+        return {"obs": self.obs_buf}, self.rew_buf, self.reset_buf, self.extras
+
+    def _publish_extras(self, done: torch.Tensor) -> None:
+        """Hook for tasks that publish per-env extras (e.g. ``true_objective``) before rows reset."""
+
+    def close(self) -> None:
+        """Release resources (nothing for pure tensor tasks)."""

@@ -1,0 +1,328 @@
+"""Hydra entry: compose the config, build the task, run rl_games (train) or its player (play).
+
+    python -m poptrain.train task=Cartpole                      # train
+    python -m poptrain.train task=Cartpole test=True checkpoint=runs/Cartpole/nn/Cartpole.pth sigma=0.0
+
+Training ends by printing ``train: frames=F mean_reward=R checkpoint=PATH``; play ends by printing
+``play: episodes=N mean_return=R mean_length=L``. Bad input gets one ``error: ...`` line and exit code 2.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import random
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import hydra
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from poptrain.errors import ConfigError, PoptrainError
+
+log = logging.getLogger(__name__)
+
+CFG_DIR = Path(__file__).parent / "cfg"
+
+
+# ---- config helpers ---------------------------------------------------------------------------------
+def register_resolvers() -> None:
+    """The IsaacGymEnvs-style resolvers our YAML uses (idempotent)."""
+    resolvers = {
+        "resolve_default": lambda default, arg: default if arg in ("", None) else arg,
+        "eq": lambda x, y: str(x).lower() == str(y).lower(),
+        "if": lambda pred, a, b: a if pred else b,
+    }
+    for name, fn in resolvers.items():
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, fn)
+
+
+register_resolvers()
+
+
+def _check_device(name: str, key: str) -> str:
+    name = str(name)
+    if name == "cpu":
+        return name
+    if name == "cuda" or (name.startswith("cuda:") and name[5:].isdigit()):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"{key}={name!r} but no CUDA device is available; use {key}=cpu")
+        return name
+    raise ConfigError(f"{key}={name!r} is not a device; valid: cpu, cuda, cuda:N")
+
+
+def validate(cfg: DictConfig) -> None:
+    """Check the composed config once; report every problem together."""
+    from poptrain.tasks import get_task_factory
+
+    problems: list[str] = []
+    try:
+        get_task_factory(str(cfg.task.name))
+    except ConfigError as exc:
+        problems.append(str(exc))
+    num_envs = cfg.task.env.get("numEnvs")
+    try:
+        if int(num_envs) <= 0:
+            raise ValueError
+    except (TypeError, ValueError):
+        problems.append(f"num_envs must be a positive integer, got {num_envs!r}")
+    for key in ("rl_device", "sim_device"):
+        try:
+            _check_device(cfg[key], key)
+        except ConfigError as exc:
+            problems.append(str(exc))
+    if int(cfg.num_threads) < 0:
+        problems.append(f"num_threads must be >= 0 (0 = torch default), got {cfg.num_threads!r}")
+    if cfg.test and not cfg.checkpoint:
+        problems.append("test=True needs checkpoint=PATH (a .pth written by training)")
+    if cfg.test and int(cfg.play_episodes) <= 0:
+        problems.append(f"play_episodes must be a positive integer, got {cfg.play_episodes!r}")
+    if cfg.sigma not in ("", None):
+        try:
+            if float(cfg.sigma) < 0:
+                raise ValueError
+        except (TypeError, ValueError):
+            problems.append(f"sigma must be a number >= 0 (or empty for the model's own), got {cfg.sigma!r}")
+    if problems:
+        raise ConfigError("; ".join(problems))
+
+
+def resolve_seed(cfg: DictConfig) -> int:
+    """Return the run's seed; -1 draws one (and writes it back into cfg so it is recorded)."""
+    seed = int(cfg.seed)
+    if seed == -1:
+        seed = random.SystemRandom().randrange(0, 2**31 - 1)
+        cfg.seed = seed
+    return seed
+
+
+def rlg_params(cfg: DictConfig) -> dict[str, Any]:
+    """The rl_games ``params`` dict for this run (a fresh copy: rl_games mutates what it is given)."""
+    params = OmegaConf.to_container(cfg.train.params, resolve=True)
+    assert isinstance(params, dict)
+    conf = params["config"]
+    conf["train_dir"] = str(cfg.train_dir)
+    conf["device"] = conf["device_name"] = str(cfg.rl_device)
+    conf["env_name"] = "poptrain"
+    params["seed"] = int(cfg.seed)
+    params["torch_threads"] = int(cfg.num_threads)
+    return params
+
+
+def task_factory(cfg: DictConfig):
+    """A zero-argument function that builds this run's task (called by rl_games when it needs the env)."""
+    from poptrain.tasks import make_task
+
+    task_cfg = OmegaConf.to_container(cfg.task, resolve=True)
+    assert isinstance(task_cfg, dict)
+    name, num_envs = str(cfg.task.name), int(cfg.task.env.numEnvs)
+    device, seed = str(cfg.sim_device), int(cfg.seed)
+    return lambda: make_task(name, task_cfg, num_envs=num_envs, device=device, seed=seed)
+
+
+def _setup_torch(cfg: DictConfig) -> None:
+    if int(cfg.num_threads) > 0:
+        torch.set_num_threads(int(cfg.num_threads))
+    if cfg.torch_deterministic:
+        torch.use_deterministic_algorithms(True)
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(Path(cfg.train_dir) / ".inductor_cache"))
+
+
+def _make_save_atomic(algo: Any) -> None:
+    """Make rl_games' agent.save write temp-file + os.replace (its own torch.save is not atomic)."""
+    from poptrain.checkpoints import atomic_torch_save
+
+    def save(fn: str) -> None:
+        atomic_torch_save(algo.get_full_state_weights(), fn + ".pth")
+
+    algo.save = save
+
+
+# ---- train --------------------------------------------------------------------------------------------
+@dataclass
+class TrainResult:
+    frames: int
+    mean_reward: float
+    checkpoint: str
+    experiment_dir: str
+
+    def line(self) -> str:
+        return f"train: frames={self.frames} mean_reward={self.mean_reward:.2f} checkpoint={self.checkpoint}"
+
+
+def _extra_observers(cfg: DictConfig) -> list[Any]:
+    """Observers beyond our own bookkeeping: the PBT observer when ``pbt.enabled``."""
+    if not cfg.get("pbt") or not cfg.pbt.get("enabled", False):
+        return []
+    from poptrain.pbt.observer import PbtAlgoObserver, initial_pbt_check
+
+    initial_pbt_check(cfg)
+    return [PbtAlgoObserver(cfg)]
+
+
+class _AtomicSaveObserver:
+    """Hooks into after_init to make the agent's checkpoint writes atomic."""
+
+    def after_init(self, algo: Any) -> None:
+        _make_save_atomic(algo)
+
+
+def run_training(cfg: DictConfig, observers: list[Any] | None = None) -> TrainResult:
+    """Train with rl_games; returns frames, final mean reward and the last checkpoint written."""
+    from rl_games.torch_runner import Runner
+
+    from poptrain import rlg
+
+    rlg.set_task_factory(task_factory(cfg))
+    multi = rlg.MultiObserver([_AtomicSaveObserver(), *(observers or []), *_extra_observers(cfg)])
+    runner = Runner(algo_observer=multi)
+    runner.load({"params": rlg_params(cfg)})
+    args: dict[str, Any] = {"train": True, "play": False}
+    if cfg.checkpoint:
+        from poptrain.checkpoints import load_checkpoint_file
+
+        load_checkpoint_file(cfg.checkpoint)  # clear error for a missing / foreign file before rl_games
+        args["checkpoint"] = str(cfg.checkpoint)
+    runner.run(args)
+    algo = multi.algo
+    mean = float(algo.game_rewards.get_mean()[0]) if algo.game_rewards.current_size > 0 else math.nan
+    ckpts = sorted(Path(algo.nn_dir).glob("*.pth"), key=lambda p: p.stat().st_mtime)
+    return TrainResult(
+        frames=int(algo.frame),
+        mean_reward=mean,
+        checkpoint=str(ckpts[-1]) if ckpts else "",
+        experiment_dir=str(algo.experiment_dir),
+    )
+
+
+# ---- play ---------------------------------------------------------------------------------------------
+@dataclass
+class PlayResult:
+    episodes: int
+    mean_return: float
+    mean_length: float
+
+    def line(self) -> str:
+        return f"play: episodes={self.episodes} mean_return={self.mean_return:.2f} mean_length={self.mean_length:.1f}"
+
+
+def run_play(cfg: DictConfig) -> PlayResult:
+    """Load ``cfg.checkpoint`` into the rl_games player and run ``play_episodes`` episodes headless.
+
+    ``sigma``: empty or 0 = deterministic (the policy mean); > 0 = sample with that std.
+    """
+    from rl_games.torch_runner import Runner
+
+    from poptrain import rlg
+    from poptrain.checkpoints import check_model_compat, load_checkpoint_file
+
+    state = load_checkpoint_file(cfg.checkpoint)
+    rlg.set_task_factory(task_factory(cfg))
+    params = rlg_params(cfg)
+    sigma = None if cfg.sigma in ("", None) else float(cfg.sigma)
+    deterministic = sigma is None or sigma == 0.0
+    params["config"]["player"] = {"use_vecenv": True, "deterministic": deterministic}
+    runner = Runner()
+    runner.load({"params": params})
+    player = runner.create_player()
+    check_model_compat(state, player.model, str(cfg.checkpoint))
+    player.model.load_state_dict({k.replace("_orig_mod.", ""): v for k, v in state["model"].items()})
+    if player.normalize_input and "running_mean_std" in state:
+        player.model.running_mean_std.load_state_dict(state["running_mean_std"])
+    if sigma is not None and sigma > 0:
+        net = player.model.a2c_network
+        with torch.no_grad():
+            net.sigma.fill_(math.log(sigma))  # the network's sigma parameter is a log-std
+    player.has_batch_dimension = True
+    return play_episodes(player, player.env, int(cfg.play_episodes), deterministic)
+
+
+def play_episodes(player: Any, env: Any, episodes: int, deterministic: bool) -> PlayResult:
+    """Run the batch until ``episodes`` episodes finished; mean return and length of the first ones."""
+    obs = env.reset()["obs"]
+    n = obs.shape[0]
+    ret = torch.zeros(n, device=obs.device)
+    length = torch.zeros(n, device=obs.device)
+    returns: list[torch.Tensor] = []
+    lengths: list[torch.Tensor] = []
+    done_count = 0
+    max_steps = 100_000
+    for _ in range(max_steps):
+        actions = player.get_action(obs, deterministic)
+        obs_dict, rew, done, _ = env.step(actions)
+        obs = obs_dict["obs"]
+        ret += rew
+        length += 1
+        done_ids = done.nonzero(as_tuple=False).squeeze(-1)
+        if done_ids.numel():
+            returns.append(ret[done_ids].clone())
+            lengths.append(length[done_ids].clone())
+            done_count += done_ids.numel()
+            ret[done_ids] = 0
+            length[done_ids] = 0
+        if done_count >= episodes:
+            break
+    if not returns:
+        raise PoptrainError(f"no episode finished within {max_steps} steps")
+    r = torch.cat(returns)[:episodes]
+    ln = torch.cat(lengths)[:episodes]
+    return PlayResult(episodes=int(r.numel()), mean_return=float(r.mean()), mean_length=float(ln.mean()))
+
+
+# ---- entry --------------------------------------------------------------------------------------------
+def launch(cfg: DictConfig) -> int:
+    """Validate, then train or play. Returns the process exit code."""
+    validate(cfg)
+    resolve_seed(cfg)
+    _setup_torch(cfg)
+    if cfg.wandb_activate:
+        _init_wandb(cfg)
+    if cfg.test:
+        result: TrainResult | PlayResult = run_play(cfg)
+    else:
+        result = run_training(cfg)
+    print(result.line(), flush=True)
+    return 0
+
+
+def _init_wandb(cfg: DictConfig) -> None:
+    try:
+        import wandb
+    except ImportError:
+        raise ConfigError("wandb_activate=True needs the wandb extra: pip install 'poptrain[wandb]'") from None
+    run_id = os.environ.get("POPTRAIN_WANDB_RUN_ID") or None
+    wandb.init(
+        project=str(cfg.wandb_project),
+        entity=str(cfg.wandb_entity) or None,
+        group=str(cfg.wandb_group) or None,
+        name=str(cfg.wandb_name) or str(cfg.task.name),
+        id=run_id,
+        resume="allow" if run_id else None,
+        sync_tensorboard=True,
+        config=OmegaConf.to_container(cfg, resolve=True),  # type: ignore[arg-type]
+    )
+
+
+@hydra.main(version_base="1.3", config_path="cfg", config_name="config")
+def _hydra_main(cfg: DictConfig) -> None:
+    try:
+        code = launch(cfg)
+    except PoptrainError as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        sys.exit(2)
+    sys.exit(code)
+
+
+def main() -> None:
+    """Console-script entry (``poptrain-train``): Hydra parses sys.argv."""
+    _hydra_main()
+
+
+if __name__ == "__main__":
+    main()
