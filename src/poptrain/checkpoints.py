@@ -19,12 +19,22 @@ import torch
 
 from poptrain.errors import ConfigError
 
-_NUMPY_SAFE = [np.dtype, np.float32, np.float64, np.int64, np.bool_]
-try:  # numpy >= 1.25 / 2.x
-    _NUMPY_SAFE += [np.dtypes.Float32DType, np.dtypes.Float64DType, np.dtypes.Int64DType]  # type: ignore[attr-defined]
-    _NUMPY_SAFE.append(np._core.multiarray.scalar)  # type: ignore[attr-defined]
-except AttributeError:  # pragma: no cover - older numpy
-    _NUMPY_SAFE.append(np.core.multiarray.scalar)
+
+def _numpy_safe_globals() -> list[Any]:
+    """The numpy types rl_games checkpoints contain (numpy scalars for rewards), allowed weights-only."""
+    names = ["dtype", "float32", "float64", "int64", "bool_"]
+    safe: list[Any] = [getattr(np, n) for n in names]
+    dtypes = getattr(np, "dtypes", None)
+    if dtypes is not None:
+        safe += [getattr(dtypes, n) for n in ("Float32DType", "Float64DType", "Int64DType") if hasattr(dtypes, n)]
+    core = getattr(np, "_core", None) or getattr(np, "core", None)
+    scalar = getattr(getattr(core, "multiarray", None), "scalar", None)
+    if scalar is not None:
+        safe.append(scalar)
+    return safe
+
+
+_NUMPY_SAFE = _numpy_safe_globals()
 
 
 def atomic_torch_save(state: Any, path: str | os.PathLike[str]) -> Path:

@@ -32,7 +32,7 @@ CFG_DIR = Path(__file__).parent / "cfg"
 # ---- config helpers ---------------------------------------------------------------------------------
 def register_resolvers() -> None:
     """The IsaacGymEnvs-style resolvers our YAML uses (idempotent)."""
-    resolvers = {
+    resolvers: dict[str, Any] = {
         "resolve_default": lambda default, arg: default if arg in ("", None) else arg,
         "eq": lambda x, y: str(x).lower() == str(y).lower(),
         "if": lambda pred, a, b: a if pred else b,
@@ -103,8 +103,7 @@ def resolve_seed(cfg: DictConfig) -> int:
 
 def rlg_params(cfg: DictConfig) -> dict[str, Any]:
     """The rl_games ``params`` dict for this run (a fresh copy: rl_games mutates what it is given)."""
-    params = OmegaConf.to_container(cfg.train.params, resolve=True)
-    assert isinstance(params, dict)
+    params: dict[str, Any] = OmegaConf.to_container(cfg.train.params, resolve=True)  # type: ignore[assignment]
     conf = params["config"]
     conf["train_dir"] = str(cfg.train_dir)
     conf["device"] = conf["device_name"] = str(cfg.rl_device)
@@ -118,8 +117,7 @@ def task_factory(cfg: DictConfig):
     """A zero-argument function that builds this run's task (called by rl_games when it needs the env)."""
     from poptrain.tasks import make_task
 
-    task_cfg = OmegaConf.to_container(cfg.task, resolve=True)
-    assert isinstance(task_cfg, dict)
+    task_cfg: dict[str, Any] = OmegaConf.to_container(cfg.task, resolve=True)  # type: ignore[assignment]
     name, num_envs = str(cfg.task.name), int(cfg.task.env.numEnvs)
     device, seed = str(cfg.sim_device), int(cfg.seed)
     return lambda: make_task(name, task_cfg, num_envs=num_envs, device=device, seed=seed)
@@ -179,8 +177,10 @@ def run_training(cfg: DictConfig, observers: list[Any] | None = None) -> TrainRe
 
     from poptrain import rlg
 
+    # PBT first: it may resume from a checkpoint or mutate initial params, i.e. change cfg.
+    extra = _extra_observers(cfg)
     rlg.set_task_factory(task_factory(cfg))
-    multi = rlg.MultiObserver([_AtomicSaveObserver(), *(observers or []), *_extra_observers(cfg)])
+    multi = rlg.MultiObserver([_AtomicSaveObserver(), *(observers or []), *extra])
     runner = Runner(algo_observer=multi)
     runner.load({"params": rlg_params(cfg)})
     args: dict[str, Any] = {"train": True, "play": False}
@@ -190,6 +190,10 @@ def run_training(cfg: DictConfig, observers: list[Any] | None = None) -> TrainRe
         load_checkpoint_file(cfg.checkpoint)  # clear error for a missing / foreign file before rl_games
         args["checkpoint"] = str(cfg.checkpoint)
     runner.run(args)
+    for obs in multi.observers:
+        finish = getattr(obs, "finish", None)
+        if finish is not None:
+            finish()
     algo = multi.algo
     mean = float(algo.game_rewards.get_mean()[0]) if algo.game_rewards.current_size > 0 else math.nan
     ckpts = sorted(Path(algo.nn_dir).glob("*.pth"), key=lambda p: p.stat().st_mtime)

@@ -1,0 +1,444 @@
+"""The PBT observer: an rl_games AlgoObserver that makes one training process a population member.
+
+Per finished episode it records the objective (``pbt.objective`` key in the env infos; else the task's
+``true_objective``; else the episode return) into a window. At the end of every epoch whose frame count has
+crossed the next ``interval_steps`` mark it saves a checkpoint + metadata to the shared workspace, reads the
+other members' metadata (never their weights), asks ``selection.decide`` what to do and then:
+
+- keep: nothing;
+- mutate: new values of its own hyperparameters;
+- exploit: copy the leader's weights and optimizer state, mutate the leader's hyperparameters.
+
+A change whose parameters can all change live (``poptrain.pbt.live``) is applied in process (hot swap, at
+an epoch boundary: the next rollout already uses the new weights). Otherwise the member restarts itself
+with os.execv, new values as Hydra overrides, the copied checkpoint and its own frame/epoch counters.
+
+``initial_pbt_check(cfg)`` runs before the rl_games Runner is built: it claims the member slot, resumes a
+member that was started again (crash, SLURM requeue) from its newest checkpoint, and at a member's very
+first start (except member 0) mutates its initial hyperparameters in the config (exactly once).
+"""
+
+from __future__ import annotations
+
+import copy
+import fcntl
+import logging
+import math
+import random
+import time
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from poptrain.pbt.mutation import mutate
+from poptrain.pbt.params import PbtParams
+from poptrain.pbt.selection import Candidate, decide
+from poptrain.pbt.workspace import MemberMeta, Workspace
+from rl_games.common.algo_observer import AlgoObserver
+
+from poptrain.checkpoints import atomic_torch_save
+from poptrain.errors import ConfigError, WorkspaceError
+from poptrain.pbt import live
+from poptrain.pbt.restart import pop_restart_state, restart_argv, restart_process
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class StartInfo:
+    """How this member process started (module state shared by initial_pbt_check and the observer)."""
+
+    kind: str = "fresh"  # fresh | restart | resume
+    iteration: int = 0
+    restarts: int = 0
+    exploits: int = 0
+    parent: dict[str, int] | None = None
+    decision_time: float | None = None  # wall time of the decision that caused this restart
+    event: str = ""  # lineage event of that decision (exploit / mutate)
+
+
+_START = StartInfo()
+
+
+def current_overrides() -> list[str]:
+    """The Hydra command-line overrides of this process ([] outside a Hydra app)."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        if HydraConfig.initialized():
+            return list(HydraConfig.get().overrides.task)
+    except Exception:  # noqa: BLE001 - no Hydra context
+        pass
+    return []
+
+
+def workspace_for(cfg: DictConfig, params: PbtParams) -> Workspace:
+    root = Workspace.resolve_root(str(cfg.train_dir), str(params.workspace))
+    return Workspace(root, stale_after_s=float(getattr(params, "stale_after_s", 3600.0)))
+
+
+def read_params(cfg: DictConfig, keys: list[str]) -> dict[str, Any]:
+    """Current values of the mutable ``keys`` in the composed config."""
+    return {k: OmegaConf.select(cfg, k, throw_on_missing=True) for k in keys}
+
+
+def apply_params(cfg: DictConfig, values: Mapping[str, Any]) -> None:
+    for key, value in values.items():
+        OmegaConf.update(cfg, key, value, merge=False)
+
+
+def _rng(cfg: DictConfig, member: int, *salt: Any) -> random.Random:
+    return random.Random("-".join(str(s) for s in (cfg.seed, member, *salt)))
+
+
+def initial_pbt_check(cfg: DictConfig) -> StartInfo:
+    """Claim the slot; resume, continue a restart, or (first start, member != 0) mutate initial params."""
+    global _START
+    params = PbtParams.from_cfg(cfg.pbt, cfg)
+    member = int(params.policy_idx)
+    ws = workspace_for(cfg, params)
+    ws.ensure_population(int(params.num_policies))
+    ws.claim(member, int(params.num_policies))
+    keys = list(params.mutation)
+
+    restart_state = pop_restart_state()
+    if restart_state is not None:
+        _START = StartInfo(
+            kind="restart",
+            iteration=int(restart_state.get("iteration", 0)),
+            restarts=int(restart_state.get("restarts", 0)),
+            exploits=int(restart_state.get("exploits", 0)),
+            parent=restart_state.get("parent"),
+            decision_time=restart_state.get("decision_time"),
+            event=str(restart_state.get("event", "")),
+        )
+        return _START
+
+    latest = ws.latest(member)
+    if latest is not None:
+        apply_params(cfg, {k: v for k, v in latest.params.items() if k in keys})
+        ckpt = ws.member_dir(member) / latest.checkpoint
+        if ckpt.is_file() and not cfg.checkpoint:
+            cfg.checkpoint = str(ckpt)
+        _START = StartInfo(
+            kind="resume",
+            iteration=latest.iteration,
+            restarts=latest.restarts,
+            exploits=latest.exploits,
+            parent=latest.parent,
+        )
+        ws.append_lineage(
+            "resume", member, source=None, source_iteration=None, iteration=latest.iteration,
+            frames=latest.frames, old_params=latest.params, new_params=latest.params, changed=[],
+            mode=None, checkpoint=str(ckpt),
+        )
+        log.info("PBT member %d resumes from iteration %d (%s)", member, latest.iteration, ckpt)
+        return _START
+
+    earlier = [e for e in ws.read_lineage() if e.get("member") == member and e.get("event") == "mutate"]
+    if earlier:  # crashed before its first checkpoint: re-apply the initial mutation, never draw a new one
+        apply_params(cfg, {k: v for k, v in earlier[-1].get("new_params", {}).items() if k in keys})
+    elif member != 0 and keys:
+        old = read_params(cfg, keys)
+        new, changed = mutate(
+            old, params.mutation, _rng(cfg, member, "initial"), params.mutation_rate,
+            params.change_min, params.change_max,
+        )
+        apply_params(cfg, new)
+        ws.append_lineage(
+            "mutate", member, source=None, source_iteration=None, iteration=0, frames=0,
+            old_params=old, new_params=new, changed=changed, mode="initial",
+        )
+    _START = StartInfo()
+    return _START
+
+
+def _plain(value: Any) -> Any:
+    """Convert numpy scalars / 0-d tensors in a checkpoint dict to plain Python (weights_only-loadable)."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_plain(v) for v in value)
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu().clone()
+    if hasattr(value, "item") and hasattr(value, "dtype"):  # numpy scalar / 0-d array
+        return value.item()
+    return value
+
+
+def _lookup(infos: Any, dotted: str) -> Any:
+    node = infos
+    for part in dotted.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+class PbtAlgoObserver(AlgoObserver):
+    """See the module docstring."""
+
+    def __init__(self, cfg: DictConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.p = PbtParams.from_cfg(cfg.pbt, cfg)
+        self.member = int(self.p.policy_idx)
+        self.ws = workspace_for(cfg, self.p)
+        self.keys = list(self.p.mutation)
+        self.params = read_params(cfg, self.keys)
+        self.overrides = current_overrides()
+        start = _START
+        self.iteration, self.restarts, self.exploits = start.iteration, start.restarts, start.exploits
+        self.parent = start.parent
+        self._start = start
+        self.window: deque[float] = deque(maxlen=int(getattr(self.p, "objective_window", 64)))
+        self._pending: list[torch.Tensor] = []
+        self._nonfinite = 0
+        self.next_frame: int | None = None
+        self.algo: Any = None
+        self.writer: Any = None
+        self.bookkeeping_s = 0.0
+        self.last_decision = "none"
+        self.last_objective = math.nan
+
+    # ---- rl_games hooks --------------------------------------------------------------------------
+    def after_init(self, algo: Any) -> None:
+        self.algo = algo
+        self.writer = getattr(algo, "writer", None)
+
+    def process_infos(self, infos: Any, done_indices: torch.Tensor) -> None:
+        if self._start.decision_time is not None:
+            self._log_restart_latency()
+        if done_indices.numel() == 0:
+            return
+        ids = done_indices.reshape(-1)
+        self._pending.append(self._objective_values(infos, ids).detach().float().reshape(-1))
+
+    def after_print_stats(self, frame: int, epoch_num: int, total_time: float) -> None:
+        t0 = time.perf_counter()
+        self._flush_pending()
+        frames = int(self.algo.frame)
+        interval = int(self.p.interval_steps)
+        if self.next_frame is None:
+            self.next_frame = max(int(self.p.start_after), (frames // interval) * interval)
+        if frames >= self.next_frame:
+            self.next_frame = (frames // interval + 1) * interval
+            self._pbt_iteration(frames, t0)
+        self.bookkeeping_s += time.perf_counter() - t0
+
+    # ---- objective ---------------------------------------------------------------------------------
+    def _objective_values(self, infos: Any, ids: torch.Tensor) -> torch.Tensor:
+        key = str(self.p.objective or "")
+        if key:
+            value = _lookup(infos, key)
+            if value is None:
+                avail = sorted(infos) if isinstance(infos, Mapping) else type(infos).__name__
+                raise ConfigError(f"pbt.objective={key!r} is not in the env infos; available keys: {avail}")
+        elif isinstance(infos, Mapping) and "true_objective" in infos:
+            value = infos["true_objective"]
+        else:
+            return self.algo.current_rewards[ids, 0]
+        if not isinstance(value, torch.Tensor):
+            value = torch.as_tensor(value, dtype=torch.float32)
+        value = value.reshape(-1)
+        if value.numel() == 1:
+            return value.expand(ids.numel())
+        return value.to(ids.device)[ids]
+
+    def _flush_pending(self) -> None:
+        if not self._pending:
+            return
+        values = torch.cat([v.cpu() for v in self._pending]).tolist()
+        self._pending.clear()
+        finite = [v for v in values if math.isfinite(v)]
+        self._nonfinite += len(values) - len(finite)
+        self.window.extend(finite)
+
+    def objective(self) -> float:
+        return float(sum(self.window) / len(self.window)) if self.window else math.nan
+
+    # ---- one PBT iteration ---------------------------------------------------------------------------
+    def _state(self) -> dict[str, Any]:
+        state = _plain(self.algo.get_full_state_weights())
+        state.pop("env_state", None)
+        return state
+
+    def _meta(self, frames: int, objective: float, finished: bool = False) -> MemberMeta:
+        return MemberMeta(
+            member=self.member,
+            iteration=self.iteration,
+            frames=frames,
+            epoch=int(self.algo.epoch_num),
+            objective=objective,
+            params=dict(self.params),
+            checkpoint=f"{self.iteration:06d}.pth",
+            experiment=str(self.algo.experiment_name),
+            experiment_dir=str(self.algo.experiment_dir),
+            time=time.time(),
+            num_policies=int(self.p.num_policies),
+            parent=self.parent,
+            restarts=self.restarts,
+            exploits=self.exploits,
+            overrides=list(self.overrides),
+            finished=finished,
+            extra={"nonfinite_objectives": self._nonfinite},
+        )
+
+    def _pbt_iteration(self, frames: int, t0: float) -> None:
+        objective = self.objective()
+        self.last_objective = objective
+        grace = int(getattr(self.p, "objective_grace_steps", 0) or 0)
+        if not math.isfinite(objective) and grace and frames >= grace:
+            what = self.p.objective or "true_objective / episode return"
+            raise ConfigError(
+                f"PBT objective ({what}) produced no finite value in {frames} frames "
+                f"(grace period pbt.objective_grace_steps={grace}); {self._nonfinite} non-finite values seen"
+            )
+        self.iteration += 1
+        self.ws.write_checkpoint(self._meta(frames, objective), self._state())
+
+        now = time.time()
+        population = self.ws.read_population(now=now)
+        candidates = [
+            Candidate(m.member, float(m.objective), m.iteration, m.frames, max(0.0, now - m.time))
+            for m in population.values()
+        ]
+        ranked = sorted((c for c in candidates if math.isfinite(c.objective)), key=lambda c: -c.objective)
+        rank = next((i for i, c in enumerate(ranked) if c.member == self.member), -1)
+        self._scalar("pbt/objective", objective, frames)
+        self._scalar("pbt/rank", rank, frames)
+        self._scalar("pbt/restarts", self.restarts, frames)
+        self._scalar("pbt/exploits", self.exploits, frames)
+
+        decision = decide(self.member, candidates, self.p, _rng(self.cfg, self.member, "decide", self.iteration))
+        self.last_decision = decision.action
+        log.info(
+            "PBT member %d iteration %d frames %d objective %.3f rank %d/%d: %s %s",
+            self.member, self.iteration, frames, objective, rank, len(ranked), decision.action, decision.reason,
+        )
+        if decision.action == "exploit" and decision.leader is not None and decision.leader in population:
+            self._exploit(population[decision.leader], frames)
+        elif decision.action == "mutate":
+            self._mutate_own(frames)
+        self.ws.cleanup(self.member, keep_last=int(getattr(self.p, "keep_checkpoints", 3)))
+
+    def _mutated(self, base: Mapping[str, Any], salt: str) -> tuple[dict[str, Any], list[str]]:
+        rng = _rng(self.cfg, self.member, salt, self.iteration)
+        return mutate(dict(base), self.p.mutation, rng, self.p.mutation_rate, self.p.change_min, self.p.change_max)
+
+    def _exploit(self, leader: MemberMeta, frames: int) -> None:
+        decision_time = time.time()
+        try:
+            state = self.ws.load_state(leader)
+        except WorkspaceError as exc:  # the leader's file vanished or is corrupt: keep training, say so
+            log.warning("PBT member %d: cannot copy leader %d (%s); keeping own weights", self.member, leader.member, exc)
+            return
+        old = dict(self.params)
+        new, changed = self._mutated(leader.params, "exploit")
+        differs = sorted(k for k in new if new[k] != old.get(k))
+        state["epoch"], state["frame"] = int(self.algo.epoch_num), int(self.algo.frame)  # keep own counters
+        self.exploits += 1
+        self.parent = {"member": leader.member, "iteration": leader.iteration}
+        hot = live.all_live(differs, self.algo)
+        event = dict(
+            source=leader.member, source_iteration=leader.iteration, iteration=self.iteration, frames=frames,
+            old_params=old, new_params=new, changed=differs, mutated=changed,
+            source_objective=leader.objective, objective=self.last_objective,
+        )
+        if hot:
+            self.algo.set_full_state_weights(state, set_epoch=False)
+            live.apply_live(self.algo, new)
+            self.params = new
+            self.ws.append_lineage("exploit", self.member, mode="hot_swap",
+                                   latency_s=time.time() - decision_time, **event)
+            return
+        self.ws.append_lineage("exploit", self.member, mode="restart", **event)
+        self._restart(new, state, decision_time, "exploit")
+
+    def _mutate_own(self, frames: int) -> None:
+        decision_time = time.time()
+        old = dict(self.params)
+        new, changed = self._mutated(old, "mutate")
+        if not changed:
+            return
+        event = dict(source=None, source_iteration=None, iteration=self.iteration, frames=frames,
+                     old_params=old, new_params=new, changed=changed)
+        if live.all_live(changed, self.algo):
+            live.apply_live(self.algo, {k: new[k] for k in changed})
+            self.params = new
+            self.ws.append_lineage("mutate", self.member, mode="hot_swap", **event)
+            return
+        self.ws.append_lineage("mutate", self.member, mode="restart", **event)
+        self._restart(new, self._state(), decision_time, "mutate")
+
+    def _restart(self, new: dict[str, Any], state: dict[str, Any], decision_time: float, event: str) -> None:
+        path = self.ws.member_dir(self.member) / "restart.pth"
+        atomic_torch_save(state, path)
+        self.restarts += 1
+        argv = restart_argv(self.overrides, {**new, "checkpoint": str(path)})
+        restart_process(
+            argv,
+            {
+                "iteration": self.iteration, "restarts": self.restarts, "exploits": self.exploits,
+                "parent": self.parent, "decision_time": decision_time, "event": event,
+            },
+            self.writer,
+        )
+
+    def _log_restart_latency(self) -> None:
+        """First env step after an os.execv restart: record the restart and its latency."""
+        start = self._start
+        latency = time.time() - float(start.decision_time or time.time())
+        start.decision_time = None
+        self.ws.append_lineage(
+            "restart", self.member, source=self.parent["member"] if self.parent else None,
+            source_iteration=self.parent["iteration"] if self.parent else None, iteration=self.iteration,
+            frames=int(self.algo.frame), old_params=self.params, new_params=self.params, changed=[],
+            mode="restart", cause=start.event, latency_s=latency,
+        )
+        self._scalar("pbt/restart_latency_s", latency, int(self.algo.frame))
+
+    def _scalar(self, tag: str, value: float, step: int) -> None:
+        if self.writer is not None and value is not None and math.isfinite(float(value)):
+            self.writer.add_scalar(tag, float(value), step)
+
+    # ---- end of training -------------------------------------------------------------------------------
+    def finish(self) -> None:
+        """Write the final metadata (finished=True) and export the population's best member to best/."""
+        if self.algo is None:
+            return
+        self._flush_pending()
+        self.iteration += 1
+        frames = int(self.algo.frame)
+        self.ws.write_checkpoint(self._meta(frames, self.objective(), finished=True), self._state())
+        self.export_best()
+
+    def export_best(self) -> None:
+        """Copy the best member's newest checkpoint + its full config into best/ (under a file lock)."""
+        lock_path = Path(self.ws.root) / ".best.lock"
+        with open(lock_path, "a+") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            population = self.ws.read_population(include_stale=True)
+            finite = [m for m in population.values() if math.isfinite(m.objective)]
+            if not finite:
+                return
+            best = max(finite, key=lambda m: (m.objective, -m.member))
+            try:
+                state = self.ws.load_state(best)
+            except WorkspaceError as exc:
+                log.warning("cannot export best member %d: %s", best.member, exc)
+                return
+            cfg_copy = copy.deepcopy(self.cfg)
+            apply_params(cfg_copy, {k: v for k, v in best.params.items() if k in self.keys})
+            cfg_copy.pbt.policy_idx = best.member
+            cfg_copy.experiment = best.experiment
+            config = OmegaConf.to_container(cfg_copy, resolve=True)
+            assert isinstance(config, dict)
+            config["checkpoint"] = ""
+            self.ws.export_best(best, state, config)
+            log.info("PBT best member %d (objective %.3f) exported to %s", best.member, best.objective,
+                     Path(self.ws.root) / "best")
