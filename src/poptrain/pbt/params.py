@@ -1,0 +1,270 @@
+"""PbtParams: every PBT setting, validated once, every problem reported together in one ConfigError.
+
+Anchors: IsaacGymEnvs ``pbt/pbt.py`` + ``cfg/pbt/*.yaml`` (IGE), Isaac Lab ``PbtCfg`` (ILab), Ray Tune's
+``PopulationBasedTraining`` (Ray). Defaults are ours (sized for a small CPU population: Cartpole at 1,024 envs
+trains 16,384 frames per epoch); each field's comment names the anchor and the anchor's default.
+
+``change_range`` vs ``change_min``/``change_max``: ``change_range: [lo, hi]`` (Isaac Lab's spelling) overrides
+``change_min``/``change_max`` when set (not null); the validated object always carries the effective pair in
+``change_min``/``change_max`` and ``change_range`` echoes it.
+
+Workspace folder: an absolute ``workspace`` is used as is (members on several machines share it); otherwise it
+lies under ``directory`` when that is set (Isaac Lab), else under the run's ``train_dir``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from poptrain.errors import ConfigError
+from poptrain.pbt.mutation import MutationSpec, parse_spec
+
+REPLACE_RULES = ("fraction", "threshold", "quantile")
+_MISSING = object()
+
+
+@dataclass(frozen=True)
+class PbtParams:
+    """Validated PBT settings (build with ``PbtParams.from_cfg``)."""
+
+    enabled: bool = False  # IGE/ILab: run this process as a PBT population member (IGE default False)
+    policy_idx: int = 0  # IGE/ILab: this member's index, unique in [0, num_policies)
+    num_policies: int = 8  # IGE/ILab: population size (both default 8)
+    workspace: str = (
+        "pbt_workspace"  # IGE/ILab: shared folder; absolute path, or relative to directory/train_dir
+    )
+    directory: str = ""  # ILab: root for a relative workspace ('' = train_dir; ILab default '')
+    interval_steps: int = (
+        163_840  # IGE/ILab: env frames between PBT iterations (IGE 10M, ILab 100k; ours 10 epochs)
+    )
+    start_after: int = 163_840  # IGE: frames after a (re)start before this member may be replaced (IGE 10M)
+    initial_delay: int = 327_680  # IGE: total frames before any replacement happens (IGE 20M)
+    replace_fraction_worst: float = 0.125  # IGE: worst ceil(frac*N) members are underperformers (IGE 0.125)
+    replace_fraction_best: float = 0.3  # IGE: a leader is drawn from the best ceil(frac*N) (IGE 0.3)
+    replace_threshold_frac_std: float = 0.5  # IGE: exploit only if lead > frac * population std (IGE 0.5)
+    replace_threshold_frac_absolute: float = 0.05  # IGE: ... and lead > frac * |leader objective| (IGE 0.05)
+    mutation_rate: float = 0.8  # IGE/ILab: per-parameter mutation probability (IGE 0.8, ILab 0.25)
+    change_min: float = 1.1  # IGE: smallest multiplicative change factor (IGE 1.1)
+    change_max: float = 1.5  # IGE: largest multiplicative change factor (IGE 1.5)
+    change_range: tuple[float, float] | None = None  # ILab: [min, max] factor range; overrides change_min/max
+    mutation: dict[str, MutationSpec] = field(default_factory=dict)  # IGE/ILab: dotted config key -> operator
+    objective: str = (
+        ""  # ILab: dotted key into env infos; '' = true_objective if published else episode return
+    )
+    threshold_std: float = 0.10  # ILab: k in mean +- k*std cuts of the threshold rule (ILab 0.10)
+    threshold_abs: float = 0.05  # ILab: A in mean +- A cuts of the threshold rule (ILab 0.05)
+    replace_rule: str = "fraction"  # ours: fraction (IGE) | threshold (ILab) | quantile (Ray)
+    quantile_fraction: float = 0.25  # Ray: bottom/top quantile size for replace_rule=quantile (Ray 0.25)
+    stale_after_s: float = 600.0  # ours: a member whose newest metadata is older than this counts as absent
+    objective_window: int = (
+        100  # ours: finished episodes averaged into the objective (rl_games games_to_track)
+    )
+    objective_grace_steps: int = 500_000  # ours: frames after which a never-finite objective is an error
+    keep_checkpoints: int = 3  # ours: newest .pth files kept per member (plus any still referenced)
+
+    # -- derived --------------------------------------------------------------------------------------------
+    def workspace_root(self, train_dir: str | Path) -> Path:
+        """The workspace folder: absolute ``workspace`` wins, else ``directory`` (or ``train_dir``)/workspace."""
+        ws = Path(self.workspace).expanduser()
+        if ws.is_absolute():
+            return ws
+        return Path(self.directory or train_dir).expanduser() / ws
+
+    def initial_params(self, full_cfg: Mapping[str, Any]) -> dict[str, int | float]:
+        """Current value of every mutated key, read from the composed config (numeric strings converted)."""
+        out: dict[str, int | float] = {}
+        for key in self.mutation:
+            value = _as_number(lookup(full_cfg, key))
+            if value is None:
+                raise ConfigError(f"pbt.mutation key {key!r} has no numeric value in the config")
+            out[key] = value
+        return out
+
+    # -- construction ---------------------------------------------------------------------------------------
+    @classmethod
+    def from_cfg(cls, pbt_cfg: Mapping[str, Any], full_cfg: Mapping[str, Any] | None = None) -> PbtParams:
+        """Validate the ``pbt`` config section (and the mutation keys against ``full_cfg`` when given)."""
+        problems: list[str] = []
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        raw = dict(pbt_cfg.items()) if isinstance(pbt_cfg, Mapping) else {}
+        if not isinstance(pbt_cfg, Mapping):
+            raise ConfigError(f"pbt config must be a mapping, got {type(pbt_cfg).__name__}")
+        unknown = sorted(set(map(str, raw)) - set(fields))
+        if unknown:
+            problems.append(f"unknown pbt fields {unknown} (valid: {', '.join(fields)})")
+
+        def get(name: str) -> Any:
+            if name in raw:
+                return raw[name]
+            f = fields[name]
+            return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+
+        values: dict[str, Any] = {}
+
+        def boolean(name: str) -> None:
+            v = get(name)
+            if not isinstance(v, bool):
+                problems.append(f"pbt.{name}={v!r}: expected true or false")
+            values[name] = bool(v) if isinstance(v, bool) else False
+
+        def integer(name: str, lo: int | None = None, hi: int | None = None, what: str = "") -> None:
+            v = get(name)
+            if isinstance(v, float) and v.is_integer():
+                v = int(v)
+            if isinstance(v, bool) or not isinstance(v, int):
+                problems.append(f"pbt.{name}={v!r}: expected an integer{what}")
+                values[name] = fields[name].default
+                return
+            if (lo is not None and v < lo) or (hi is not None and v > hi):
+                rng = f"[{lo if lo is not None else '-inf'}, {hi if hi is not None else 'inf'}]"
+                problems.append(f"pbt.{name}={v}: out of range, valid: {what or rng}")
+            values[name] = v
+
+        def number(
+            name: str, lo: float | None = None, hi: float | None = None, lo_open: bool = False
+        ) -> None:
+            v = _as_number(get(name))
+            if v is None or not math.isfinite(v):
+                problems.append(f"pbt.{name}={get(name)!r}: expected a finite number")
+                values[name] = fields[name].default
+                return
+            low_bad = lo is not None and (v <= lo if lo_open else v < lo)
+            if low_bad or (hi is not None and v > hi):
+                left = "(" if lo_open else "["
+                problems.append(
+                    f"pbt.{name}={v:g}: out of range, valid: {left}{lo}, {hi if hi is not None else 'inf'}]"
+                )
+            values[name] = float(v)
+
+        def string(name: str, non_empty: bool = False) -> None:
+            v = get(name)
+            if not isinstance(v, str) or (non_empty and not v.strip()):
+                problems.append(f"pbt.{name}={v!r}: expected a {'non-empty ' if non_empty else ''}string")
+                v = fields[name].default
+            values[name] = v
+
+        # -- scalar fields ----------------------------------------------------------------------------------
+        boolean("enabled")
+        integer("num_policies", lo=1)
+        n = values["num_policies"]
+        integer("policy_idx", lo=0, hi=max(n - 1, 0), what=f" in 0..{n - 1} (num_policies={n})")
+        string("workspace", non_empty=True)
+        string("directory")
+        integer("interval_steps", lo=1)
+        integer("start_after", lo=0)
+        integer("initial_delay", lo=0)
+        for name in ("replace_fraction_worst", "replace_fraction_best", "mutation_rate"):
+            number(name, 0.0, 1.0)
+        for name in (
+            "replace_threshold_frac_std",
+            "replace_threshold_frac_absolute",
+            "threshold_std",
+            "threshold_abs",
+        ):
+            number(name, 0.0)
+        number("change_min", 0.0, lo_open=True)
+        number("change_max", 0.0, lo_open=True)
+        string("objective")
+        v = get("replace_rule")
+        if v not in REPLACE_RULES:
+            problems.append(f"pbt.replace_rule={v!r}: expected one of {', '.join(REPLACE_RULES)}")
+            v = "fraction"
+        values["replace_rule"] = v
+        number("quantile_fraction", 0.0, 0.5, lo_open=True)
+        number("stale_after_s", 0.0, lo_open=True)
+        integer("objective_window", lo=1)
+        integer("objective_grace_steps", lo=0)
+        integer("keep_checkpoints", lo=1)
+
+        # -- change_range overrides change_min/change_max -------------------------------------------------
+        cr = get("change_range")
+        values["change_range"] = None
+        if cr is not None:
+            pair = [_as_number(x) for x in cr] if isinstance(cr, (list, tuple)) or _is_seq(cr) else None
+            if pair is None or len(pair) != 2 or any(x is None or not x > 0 for x in pair):
+                problems.append(f"pbt.change_range={_show(cr)}: expected [min, max] with 0 < min <= max")
+            else:
+                values["change_min"], values["change_max"] = float(pair[0]), float(pair[1])  # type: ignore[arg-type]
+        if values["change_min"] > values["change_max"]:
+            problems.append(
+                f"change factor range [{values['change_min']:g}, {values['change_max']:g}]: min must be <= max"
+            )
+        if cr is not None:
+            values["change_range"] = (values["change_min"], values["change_max"])
+
+        # -- mutation specs -----------------------------------------------------------------------------------
+        mspec = get("mutation")
+        specs: dict[str, MutationSpec] = {}
+        if mspec is None:
+            mspec = {}
+        if not isinstance(mspec, Mapping):
+            problems.append(
+                f"pbt.mutation={_show(mspec)}: expected a mapping of dotted config key -> operator"
+            )
+            mspec = {}
+        for key, value in mspec.items():
+            spec, errs = parse_spec(str(key), value)
+            problems += [f"pbt.{e}" for e in errs]
+            if spec is None:
+                continue
+            specs[str(key)] = spec
+            if full_cfg is not None:
+                found = lookup(full_cfg, str(key))
+                if found is _MISSING:
+                    problems.append(
+                        f"pbt.mutation key {str(key)!r} matches nothing in the config (use the full dotted path, "
+                        "e.g. train.params.config.learning_rate)"
+                    )
+                elif _as_number(found) is None:
+                    problems.append(f"pbt.mutation key {str(key)!r}: value {_show(found)} is not a number")
+        values["mutation"] = specs
+
+        if problems:
+            raise ConfigError("invalid pbt config:\n  - " + "\n  - ".join(problems))
+        return cls(**values)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# helpers
+# ----------------------------------------------------------------------------------------------------------
+def lookup(cfg: Any, dotted: str) -> Any:
+    """Value at ``a.b.c`` in nested mappings (OmegaConf DictConfig included); ``_MISSING`` when absent."""
+    node = cfg
+    for part in dotted.split("."):
+        if isinstance(node, Mapping) and part in node:
+            node = node[part]
+        else:
+            return _MISSING
+    return node
+
+
+def _as_number(v: Any) -> int | float | None:
+    """int/float as is, numeric strings ('3e-4', which YAML 1.1 leaves a string) converted; else None."""
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, (int, float)):
+        return v
+    if isinstance(v, str):
+        try:
+            return int(v)
+        except ValueError:
+            pass
+        try:
+            return float(v)
+        except ValueError:
+            return None
+    return None
+
+
+def _is_seq(v: Any) -> bool:
+    return hasattr(v, "__len__") and hasattr(v, "__getitem__") and not isinstance(v, (str, Mapping))
+
+
+def _show(v: Any) -> str:
+    text = repr(v)
+    return text if len(text) <= 80 else text[:77] + "..."

@@ -1,0 +1,189 @@
+"""PURE PBT decisions: from the population table to keep / mutate / exploit for one member. No I/O.
+
+Valid candidates: a finite objective and ``age_s <= stale_after_s``. NaN objectives, stale members and
+members absent from the table never rank as leaders. Ranking is best-first by objective; ties go to the
+lower member index, so every decision is deterministic given the injected ``rng`` (used only to draw a leader).
+
+Rules (``PbtParams.replace_rule``):
+
+- ``fraction`` (IsaacGymEnvs): the N = ``num_policies`` slots are ranked, absent/invalid members last. Nothing
+  happens until more than ``max(2, N // 2)`` members are valid. The worst ``ceil(replace_fraction_worst * N)``
+  slots are underperformers; a leader is drawn from the best ``ceil(replace_fraction_best * N)`` valid members
+  (not itself). Exploit when ``leader - own`` exceeds both ``replace_threshold_frac_std * std`` (std of the valid
+  objectives without the lowest ``floor(0.2 * n)`` outliers) and ``replace_threshold_frac_absolute * |leader|``.
+- ``threshold`` (Isaac Lab): over the valid members (>= 2), leaders score
+  ``> max(mean + threshold_std * std, mean + threshold_abs)``, underperformers
+  ``< min(mean - threshold_std * std, mean - threshold_abs)``; an underperformer exploits a random leader.
+- ``quantile`` (Ray Tune): over the valid members (>= 2), q = ``ceil(n * quantile_fraction)`` capped at
+  ``floor(n / 2)``; a member in the bottom q exploits a random member of the top q.
+
+When "mutate" (explore its own hyperparameters, keep its own weights) is returned: the member IS an
+underperformer under the rule, but no leader is worth copying: under ``fraction`` the drawn leader's lead is
+within the thresholds (IsaacGymEnvs' "replace with self"), under ``threshold`` no member clears the upper cut,
+under ``quantile`` the drawn top member is not strictly better (all-equal objectives). Otherwise "keep".
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import statistics
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from poptrain.pbt.params import PbtParams
+
+Action = Literal["keep", "mutate", "exploit"]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One row of the population table."""
+
+    member: int  # policy_idx
+    objective: float  # window mean of the objective (NaN = unknown)
+    iteration: int  # the member's PBT iteration
+    frames: int  # the member's own frame counter
+    age_s: float = 0.0  # seconds since its metadata was written
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What one member should do now."""
+
+    action: Action  # keep | mutate (own weights, new params) | exploit (leader's weights, new params)
+    leader: int | None  # the member to copy from (exploit only)
+    reason: str  # one human-readable line with the numbers behind the decision
+
+
+def candidates_from_metas(metas: Iterable[Any], now: float) -> list[Candidate]:
+    """Candidates from MemberMeta-like objects (member, objective, iteration, frames, time)."""
+    return [
+        Candidate(m.member, float(m.objective), m.iteration, m.frames, max(0.0, now - m.time)) for m in metas
+    ]
+
+
+def is_valid(c: Candidate, params: PbtParams) -> bool:
+    """May rank (and lead): finite objective, not stale."""
+    return math.isfinite(c.objective) and c.age_s <= params.stale_after_s
+
+
+def rank(population: Sequence[Candidate], params: PbtParams) -> list[Candidate]:
+    """Valid candidates best-first; ties broken by the lower member index."""
+    return sorted((c for c in population if is_valid(c, params)), key=lambda c: (-c.objective, c.member))
+
+
+def decide(member: int, population: Sequence[Candidate], params: PbtParams, rng: random.Random) -> Decision:
+    """Keep, mutate or exploit for ``member`` under ``params.replace_rule``."""
+    seen: set[int] = set()
+    for c in population:
+        if c.member in seen:
+            raise ValueError(f"population lists member {c.member} twice")
+        seen.add(c.member)
+    own = next((c for c in population if c.member == member), None)
+    if own is None:
+        return Decision("keep", None, f"member {member} has no metadata in the population table yet")
+    if not is_valid(own, params):
+        return Decision(
+            "keep", None, f"own objective is not known yet ({own.objective}) or stale ({own.age_s:.0f} s)"
+        )
+    ranked = rank(population, params)
+    if params.replace_rule == "fraction":
+        return _fraction(own, ranked, params, rng)
+    if params.replace_rule == "threshold":
+        return _threshold(own, ranked, params, rng)
+    if params.replace_rule == "quantile":
+        return _quantile(own, ranked, params, rng)
+    raise ValueError(f"unknown replace_rule {params.replace_rule!r}")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Rules
+# ----------------------------------------------------------------------------------------------------------
+def _fraction(own: Candidate, ranked: list[Candidate], params: PbtParams, rng: random.Random) -> Decision:
+    n_slots = params.num_policies
+    need = max(2, n_slots // 2)
+    if len(ranked) <= need:
+        return Decision("keep", None, f"not enough data: {len(ranked)} valid members, need more than {need}")
+    # slot order: valid members best-first, then every absent/invalid slot (they fill the worst places)
+    valid_ids = [c.member for c in ranked]
+    others = sorted(set(range(n_slots)) - set(valid_ids))
+    order = valid_ids + others
+    n_worst = math.ceil(params.replace_fraction_worst * n_slots)
+    n_best = math.ceil(params.replace_fraction_best * n_slots)
+    worst = order[-n_worst:] if n_worst > 0 else []
+    position = order.index(own.member) + 1 if own.member in order else len(order) + 1
+    if own.member not in worst:
+        return Decision("keep", None, f"rank {position}/{n_slots} is not among the worst {n_worst}")
+    leaders = [c for c in ranked[:n_best] if c.member != own.member]
+    if not leaders:
+        return Decision(
+            "mutate",
+            None,
+            f"rank {position}/{n_slots} is among the worst, but no leader in the best {n_best}",
+        )
+    leader = rng.choice(leaders)
+    delta = leader.objective - own.objective
+    objectives = sorted(c.objective for c in ranked)
+    trimmed = objectives[math.floor(0.2 * len(objectives)) :]
+    std = statistics.pstdev(trimmed) if len(trimmed) > 1 else 0.0
+    std_cut = params.replace_threshold_frac_std * std
+    abs_cut = params.replace_threshold_frac_absolute * abs(leader.objective)
+    numbers = (
+        f"leader {leader.member} ({leader.objective:.4g}) - own ({own.objective:.4g}) = {delta:.4g} vs "
+        f"std cut {std_cut:.4g}, abs cut {abs_cut:.4g}"
+    )
+    if delta > std_cut and delta > abs_cut:
+        return Decision("exploit", leader.member, f"rank {position}/{n_slots} among the worst; {numbers}")
+    return Decision("mutate", None, f"rank {position}/{n_slots} among the worst, lead too small: {numbers}")
+
+
+def _threshold(own: Candidate, ranked: list[Candidate], params: PbtParams, rng: random.Random) -> Decision:
+    if len(ranked) < 2:
+        return Decision("keep", None, f"not enough data: {len(ranked)} valid member(s), need 2")
+    objectives = [c.objective for c in ranked]
+    mean = statistics.fmean(objectives)
+    std = statistics.pstdev(objectives)
+    upper = max(mean + params.threshold_std * std, mean + params.threshold_abs)
+    lower = min(mean - params.threshold_std * std, mean - params.threshold_abs)
+    cuts = f"mean {mean:.4g}, std {std:.4g}, cuts ({lower:.4g}, {upper:.4g})"
+    if not own.objective < lower:
+        return Decision("keep", None, f"own {own.objective:.4g} is not below the lower cut; {cuts}")
+    leaders = [c for c in ranked if c.objective > upper and c.member != own.member]
+    if not leaders:
+        return Decision(
+            "mutate", None, f"own {own.objective:.4g} is below the lower cut, but no leader; {cuts}"
+        )
+    leader = rng.choice(leaders)
+    return Decision(
+        "exploit",
+        leader.member,
+        f"own {own.objective:.4g} < lower cut, leader {leader.member} "
+        f"({leader.objective:.4g}) > upper cut; {cuts}",
+    )
+
+
+def _quantile(own: Candidate, ranked: list[Candidate], params: PbtParams, rng: random.Random) -> Decision:
+    n = len(ranked)
+    if n < 2:
+        return Decision("keep", None, f"not enough data: {n} valid member(s), need 2")
+    q = math.ceil(n * params.quantile_fraction)
+    if q > n / 2:
+        q = n // 2
+    top, bottom = ranked[:q], ranked[n - q :]
+    if own.member not in {c.member for c in bottom}:
+        return Decision("keep", None, f"not in the bottom {q} of {n}")
+    leader = rng.choice(top)
+    if leader.objective > own.objective:
+        return Decision(
+            "exploit",
+            leader.member,
+            f"bottom {q} of {n}; leader {leader.member} ({leader.objective:.4g}) > own ({own.objective:.4g})",
+        )
+    return Decision(
+        "mutate",
+        None,
+        f"bottom {q} of {n}, but top member {leader.member} is not better "
+        f"({leader.objective:.4g} vs {own.objective:.4g})",
+    )

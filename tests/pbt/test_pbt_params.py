@@ -1,0 +1,130 @@
+"""poptrain.pbt.params: PbtParams.from_cfg validation, change_range, the shipped Hydra configs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+import poptrain.train as train_mod
+from poptrain.errors import ConfigError
+from poptrain.pbt.mutation import MutationSpec
+from poptrain.pbt.params import PbtParams
+
+CFG_DIR = str(Path(train_mod.__file__).parent / "cfg")
+FULL = {
+    "train": {
+        "params": {"config": {"learning_rate": 3e-4, "entropy_coef": 0.0, "mini_epochs": 8, "name": "x"}}
+    }
+}
+
+
+def _compose(*overrides: str):
+    with initialize_config_dir(CFG_DIR, version_base="1.3"):
+        return compose("config", overrides=list(overrides))
+
+
+def test_defaults_are_valid():
+    p = PbtParams.from_cfg({}, FULL)
+    assert p == PbtParams()
+    assert p.replace_rule == "fraction" and p.change_min == 1.1 and p.change_max == 1.5
+
+
+def test_shipped_pbt_default_composes_and_validates():
+    cfg = _compose("pbt=pbt_default", "pbt.policy_idx=3")
+    p = PbtParams.from_cfg(cfg.pbt, cfg)
+    assert p.enabled and p.policy_idx == 3 and p.num_policies == 8 and p.workspace == "pbt_workspace"
+    assert set(p.mutation) >= {
+        "train.params.config.learning_rate",
+        "train.params.config.entropy_coef",
+        "train.params.config.e_clip",
+        "train.params.config.critic_coef",
+        "train.params.config.grad_norm",
+        "train.params.config.gamma",
+        "train.params.config.tau",
+        "train.params.config.mini_epochs",
+    }
+    assert p.mutation["train.params.config.gamma"] == MutationSpec(op="mutate_discount")
+    init = p.initial_params(cfg)
+    assert init["train.params.config.learning_rate"] == pytest.approx(3e-4)
+    assert init["train.params.config.mini_epochs"] == 8
+
+
+def test_mutation_group_is_selectable():
+    cfg = _compose("pbt=pbt_default", "pbt/mutation=lr_only")
+    assert list(OmegaConf.to_container(cfg.pbt.mutation)) == ["train.params.config.learning_rate"]
+    assert PbtParams.from_cfg(cfg.pbt, cfg).mutation["train.params.config.learning_rate"].max == 1e-2
+
+
+def test_no_pbt_is_still_valid():
+    cfg = _compose()
+    assert PbtParams.from_cfg(cfg.pbt, cfg).enabled is False
+
+
+def test_every_problem_is_reported_at_once():
+    bad = {
+        "num_policies": 4,
+        "policy_idx": 4,
+        "interval_steps": 0,
+        "replace_fraction_worst": 1.5,
+        "mutation_rate": "often",
+        "replace_rule": "tournament",
+        "change_min": 2.0,
+        "change_max": 1.5,
+        "quantile_fraction": 0.7,
+        "keep_checkpoints": 0,
+        "intervall_steps": 5,
+        "mutation": {
+            "train.params.config.learning_rate": "mutate_flaot",
+            "train.params.config.no_such_key": "mutate_float",
+            "train.params.config.name": "mutate_float",
+        },
+    }
+    with pytest.raises(ConfigError) as info:
+        PbtParams.from_cfg(bad, FULL)
+    msg = str(info.value)
+    for needle in (
+        "pbt.policy_idx=4",
+        "0..3",
+        "pbt.interval_steps=0",
+        "pbt.replace_fraction_worst=1.5",
+        "pbt.mutation_rate='often'",
+        "pbt.replace_rule='tournament'",
+        "fraction, threshold, quantile",
+        "[2, 1.5]",
+        "pbt.quantile_fraction=0.7",
+        "pbt.keep_checkpoints=0",
+        "intervall_steps",
+        "unknown operator 'mutate_flaot'",
+        "mutate_discount, mutate_eps_clip, mutate_float",
+        "'train.params.config.no_such_key' matches nothing",
+        "'train.params.config.name': value 'x' is not a number",
+    ):
+        assert needle in msg, (needle, msg)
+    assert msg.count("\n  - ") == 12  # one line per problem
+
+
+def test_change_range_overrides_change_min_max():
+    p = PbtParams.from_cfg({"change_min": 1.1, "change_max": 1.5, "change_range": [1.2, 2.0]})
+    assert (p.change_min, p.change_max, p.change_range) == (1.2, 2.0, (1.2, 2.0))
+    cfg = OmegaConf.create({"change_range": [1.3, 1.4]})  # a ListConfig
+    assert PbtParams.from_cfg(cfg).change_max == 1.4
+    with pytest.raises(ConfigError, match="change_range"):
+        PbtParams.from_cfg({"change_range": [2.0]})
+    with pytest.raises(ConfigError, match=r"\[2, 1.2\]"):
+        PbtParams.from_cfg({"change_range": [2.0, 1.2]})
+
+
+def test_numeric_strings_and_integral_floats_are_accepted():
+    p = PbtParams.from_cfg({"interval_steps": 1e6, "mutation_rate": "0.5"}, {"a": {"b": "1e-4"}})
+    assert p.interval_steps == 1_000_000 and p.mutation_rate == 0.5
+    p = PbtParams.from_cfg({"mutation": {"a.b": "mutate_float"}}, {"a": {"b": "1e-4"}})
+    assert p.initial_params({"a": {"b": "1e-4"}}) == {"a.b": 1e-4}
+
+
+def test_workspace_root():
+    assert PbtParams(workspace="ws").workspace_root("runs") == Path("runs/ws")
+    assert PbtParams(workspace="ws", directory="/shared").workspace_root("runs") == Path("/shared/ws")
+    assert PbtParams(workspace="/abs/ws", directory="/shared").workspace_root("runs") == Path("/abs/ws")
