@@ -34,16 +34,17 @@ from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
-from poptrain.pbt.mutation import mutate
-from poptrain.pbt.params import PbtParams
-from poptrain.pbt.selection import Candidate, decide
-from poptrain.pbt.workspace import MemberMeta, Workspace
 from rl_games.common.algo_observer import AlgoObserver
 
 from poptrain.checkpoints import atomic_torch_save
 from poptrain.errors import ConfigError, WorkspaceError
 from poptrain.pbt import live
+from poptrain.pbt.mutation import mutate
+from poptrain.pbt.params import PbtParams
 from poptrain.pbt.restart import pop_restart_state, restart_argv, restart_process
+from poptrain.pbt.selection import candidates_from_metas, decide
+from poptrain.pbt.selection import rank as rank_candidates
+from poptrain.pbt.workspace import MemberMeta, Workspace
 
 log = logging.getLogger(__name__)
 
@@ -77,13 +78,7 @@ def current_overrides() -> list[str]:
 
 
 def workspace_for(cfg: DictConfig, params: PbtParams) -> Workspace:
-    root = Workspace.resolve_root(str(cfg.train_dir), str(params.workspace))
-    return Workspace(root, stale_after_s=float(getattr(params, "stale_after_s", 3600.0)))
-
-
-def read_params(cfg: DictConfig, keys: list[str]) -> dict[str, Any]:
-    """Current values of the mutable ``keys`` in the composed config."""
-    return {k: OmegaConf.select(cfg, k, throw_on_missing=True) for k in keys}
+    return Workspace(params.workspace_root(str(cfg.train_dir)), stale_after_s=float(params.stale_after_s))
 
 
 def apply_params(cfg: DictConfig, values: Mapping[str, Any]) -> None:
@@ -143,7 +138,7 @@ def initial_pbt_check(cfg: DictConfig) -> StartInfo:
     if earlier:  # crashed before its first checkpoint: re-apply the initial mutation, never draw a new one
         apply_params(cfg, {k: v for k, v in earlier[-1].get("new_params", {}).items() if k in keys})
     elif member != 0 and keys:
-        old = read_params(cfg, keys)
+        old = params.initial_params(cfg)
         new, changed = mutate(
             old, params.mutation, _rng(cfg, member, "initial"), params.mutation_rate,
             params.change_min, params.change_max,
@@ -189,13 +184,13 @@ class PbtAlgoObserver(AlgoObserver):
         self.member = int(self.p.policy_idx)
         self.ws = workspace_for(cfg, self.p)
         self.keys = list(self.p.mutation)
-        self.params = read_params(cfg, self.keys)
+        self.params = self.p.initial_params(cfg)
         self.overrides = current_overrides()
         start = _START
         self.iteration, self.restarts, self.exploits = start.iteration, start.restarts, start.exploits
         self.parent = start.parent
         self._start = start
-        self.window: deque[float] = deque(maxlen=int(getattr(self.p, "objective_window", 64)))
+        self.window: deque[float] = deque(maxlen=int(self.p.objective_window))
         self._pending: list[torch.Tensor] = []
         self._nonfinite = 0
         self.next_frame: int | None = None
@@ -291,7 +286,7 @@ class PbtAlgoObserver(AlgoObserver):
     def _pbt_iteration(self, frames: int, t0: float) -> None:
         objective = self.objective()
         self.last_objective = objective
-        grace = int(getattr(self.p, "objective_grace_steps", 0) or 0)
+        grace = int(self.p.objective_grace_steps)
         if not math.isfinite(objective) and grace and frames >= grace:
             what = self.p.objective or "true_objective / episode return"
             raise ConfigError(
@@ -303,17 +298,17 @@ class PbtAlgoObserver(AlgoObserver):
 
         now = time.time()
         population = self.ws.read_population(now=now)
-        candidates = [
-            Candidate(m.member, float(m.objective), m.iteration, m.frames, max(0.0, now - m.time))
-            for m in population.values()
-        ]
-        ranked = sorted((c for c in candidates if math.isfinite(c.objective)), key=lambda c: -c.objective)
+        candidates = candidates_from_metas(population.values(), now)
+        ranked = rank_candidates(candidates, self.p)
         rank = next((i for i, c in enumerate(ranked) if c.member == self.member), -1)
         self._scalar("pbt/objective", objective, frames)
         self._scalar("pbt/rank", rank, frames)
         self._scalar("pbt/restarts", self.restarts, frames)
         self._scalar("pbt/exploits", self.exploits, frames)
 
+        if frames < int(self.p.initial_delay) or self._budget_spent(frames):
+            self.ws.cleanup(self.member, keep_last=int(self.p.keep_checkpoints))
+            return
         decision = decide(self.member, candidates, self.p, _rng(self.cfg, self.member, "decide", self.iteration))
         self.last_decision = decision.action
         log.info(
@@ -324,7 +319,14 @@ class PbtAlgoObserver(AlgoObserver):
             self._exploit(population[decision.leader], frames)
         elif decision.action == "mutate":
             self._mutate_own(frames)
-        self.ws.cleanup(self.member, keep_last=int(getattr(self.p, "keep_checkpoints", 3)))
+        self.ws.cleanup(self.member, keep_last=int(self.p.keep_checkpoints))
+
+    def _budget_spent(self, frames: int) -> bool:
+        """True on the member's last epoch: a copy or restart there would only waste the remaining budget."""
+        max_epochs, max_frames = int(self.algo.max_epochs), int(self.algo.max_frames)
+        return (max_epochs != -1 and int(self.algo.epoch_num) >= max_epochs) or (
+            max_frames != -1 and frames >= max_frames
+        )
 
     def _mutated(self, base: Mapping[str, Any], salt: str) -> tuple[dict[str, Any], list[str]]:
         rng = _rng(self.cfg, self.member, salt, self.iteration)
@@ -351,7 +353,8 @@ class PbtAlgoObserver(AlgoObserver):
         )
         if hot:
             self.algo.set_full_state_weights(state, set_epoch=False)
-            live.apply_live(self.algo, new)
+            # the leader's optimizer state carries the leader's lr: re-apply every live key we track
+            live.apply_live(self.algo, {k: v for k, v in new.items() if live.is_live(k, self.algo)})
             self.params = new
             self.ws.append_lineage("exploit", self.member, mode="hot_swap",
                                    latency_s=time.time() - decision_time, **event)
@@ -436,8 +439,7 @@ class PbtAlgoObserver(AlgoObserver):
             apply_params(cfg_copy, {k: v for k, v in best.params.items() if k in self.keys})
             cfg_copy.pbt.policy_idx = best.member
             cfg_copy.experiment = best.experiment
-            config = OmegaConf.to_container(cfg_copy, resolve=True)
-            assert isinstance(config, dict)
+            config: dict[str, Any] = OmegaConf.to_container(cfg_copy, resolve=True)  # type: ignore[assignment]
             config["checkpoint"] = ""
             self.ws.export_best(best, state, config)
             log.info("PBT best member %d (objective %.3f) exported to %s", best.member, best.objective,
