@@ -376,7 +376,7 @@ class Workspace:
         log.warning("PBT workspace: skipping %s: %s", path, why)
 
     # -- metadata ---------------------------------------------------------------------------------------
-    def _meta_files(self, member: int) -> list[tuple[int, Path]]:
+    def _meta_files(self, member: int) -> list[tuple[int, str]]:
         """(iteration, path) of the member's metadata files, newest first; stray files warned about once."""
         d = self.member_dir(member)
         out = []
@@ -387,7 +387,7 @@ class Workspace:
         for e in entries:
             m = _META_RE.match(e.name)
             if m:
-                out.append((int(m.group(1)), Path(e.path)))
+                out.append((int(m.group(1)), e.path))  # str: Path objects only for files actually read
             elif e.name.startswith(".") and e.name.endswith(".tmp"):
                 continue  # another process is writing it right now
             elif not (_PTH_RE.match(e.name) or e.name == "claim.json"):
@@ -427,13 +427,13 @@ class Workspace:
 
     def member_history(self, member: int) -> list[MemberMeta]:
         """Every valid metadata of one member, by iteration (oldest first)."""
-        metas = [self._read_meta(p, member, it) for it, p in reversed(self._meta_files(member))]
+        metas = [self._read_meta(Path(p), member, it) for it, p in reversed(self._meta_files(member))]
         return [m for m in metas if m is not None]
 
     def latest(self, member: int) -> MemberMeta | None:
         """The member's newest valid metadata (older ones are tried when the newest is corrupt)."""
         for it, p in self._meta_files(member):
-            meta = self._read_meta(p, member, it)
+            meta = self._read_meta(Path(p), member, it)
             if meta is not None:
                 return meta
         return None
