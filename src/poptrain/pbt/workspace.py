@@ -596,18 +596,26 @@ class Workspace:
                 protected.add(meta.parent["iteration"])
         return protected
 
-    def cleanup(self, member: int, keep_last: int = 3) -> None:
+    def cleanup(self, member: int, keep_last: int = 3, *, tmp_older_than_s: float = 600.0) -> None:
         """Delete the member's old .pth files: keep the newest ``keep_last`` and any another member's recent
-        exploit may still need. Metadata (.yaml) is never deleted: it is the history the report plots."""
+        exploit may still need. Metadata (.yaml) is never deleted: it is the history the report plots.
+        Temp files of writers killed mid-write (``.*.tmp`` older than ``tmp_older_than_s``) are removed too."""
         if keep_last < 1:
             raise ValueError(f"keep_last must be >= 1, got {keep_last}")
         d = self.member_dir(member)
         try:
-            pths = sorted(
-                ((int(m.group(1)), d / e) for e in os.listdir(d) if (m := _PTH_RE.match(e))), reverse=True
-            )
+            names = os.listdir(d)
         except FileNotFoundError:
             return
+        now = _time.time()
+        for name in names:
+            if name.startswith(".") and name.endswith(".tmp"):
+                try:
+                    if now - (d / name).stat().st_mtime > tmp_older_than_s:
+                        (d / name).unlink()
+                except OSError:
+                    pass  # gone already, or another process's problem
+        pths = sorted(((int(m.group(1)), d / e) for e in names if (m := _PTH_RE.match(e))), reverse=True)
         if len(pths) <= keep_last:
             return
         protected = self._protected_iterations(member, keep_last)
