@@ -357,6 +357,19 @@ def test_cleanup_keeps_newest_and_referenced_checkpoints_and_all_metadata(tmp_pa
         ws.cleanup(0, keep_last=0)
 
 
+def test_cleanup_removes_temp_files_of_killed_writers(tmp_path, meta_factory):
+    ws = Workspace(tmp_path)
+    ws.write_checkpoint(meta_factory(iteration=1), _state())
+    old = tmp_path / "000" / ".000002.pth.abc.tmp"
+    fresh = tmp_path / "000" / ".000003.pth.def.tmp"
+    old.write_bytes(b"x" * 100)
+    fresh.write_bytes(b"y")
+    os.utime(old, (time.time() - 3600, time.time() - 3600))
+    ws.cleanup(0)
+    assert not old.exists() and fresh.exists()
+    assert (tmp_path / "000" / "000001.pth").exists()
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Population file and claims
 # ---------------------------------------------------------------------------------------------------------

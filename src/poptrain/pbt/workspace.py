@@ -376,7 +376,7 @@ class Workspace:
         log.warning("PBT workspace: skipping %s: %s", path, why)
 
     # -- metadata ---------------------------------------------------------------------------------------
-    def _meta_files(self, member: int) -> list[tuple[int, Path]]:
+    def _meta_files(self, member: int) -> list[tuple[int, str]]:
         """(iteration, path) of the member's metadata files, newest first; stray files warned about once."""
         d = self.member_dir(member)
         out = []
@@ -387,7 +387,7 @@ class Workspace:
         for e in entries:
             m = _META_RE.match(e.name)
             if m:
-                out.append((int(m.group(1)), Path(e.path)))
+                out.append((int(m.group(1)), e.path))  # str: Path objects only for files actually read
             elif e.name.startswith(".") and e.name.endswith(".tmp"):
                 continue  # another process is writing it right now
             elif not (_PTH_RE.match(e.name) or e.name == "claim.json"):
@@ -427,13 +427,13 @@ class Workspace:
 
     def member_history(self, member: int) -> list[MemberMeta]:
         """Every valid metadata of one member, by iteration (oldest first)."""
-        metas = [self._read_meta(p, member, it) for it, p in reversed(self._meta_files(member))]
+        metas = [self._read_meta(Path(p), member, it) for it, p in reversed(self._meta_files(member))]
         return [m for m in metas if m is not None]
 
     def latest(self, member: int) -> MemberMeta | None:
         """The member's newest valid metadata (older ones are tried when the newest is corrupt)."""
         for it, p in self._meta_files(member):
-            meta = self._read_meta(p, member, it)
+            meta = self._read_meta(Path(p), member, it)
             if meta is not None:
                 return meta
         return None
@@ -596,18 +596,26 @@ class Workspace:
                 protected.add(meta.parent["iteration"])
         return protected
 
-    def cleanup(self, member: int, keep_last: int = 3) -> None:
+    def cleanup(self, member: int, keep_last: int = 3, *, tmp_older_than_s: float = 600.0) -> None:
         """Delete the member's old .pth files: keep the newest ``keep_last`` and any another member's recent
-        exploit may still need. Metadata (.yaml) is never deleted: it is the history the report plots."""
+        exploit may still need. Metadata (.yaml) is never deleted: it is the history the report plots.
+        Temp files of writers killed mid-write (``.*.tmp`` older than ``tmp_older_than_s``) are removed too."""
         if keep_last < 1:
             raise ValueError(f"keep_last must be >= 1, got {keep_last}")
         d = self.member_dir(member)
         try:
-            pths = sorted(
-                ((int(m.group(1)), d / e) for e in os.listdir(d) if (m := _PTH_RE.match(e))), reverse=True
-            )
+            names = os.listdir(d)
         except FileNotFoundError:
             return
+        now = _time.time()
+        for name in names:
+            if name.startswith(".") and name.endswith(".tmp"):
+                try:
+                    if now - (d / name).stat().st_mtime > tmp_older_than_s:
+                        (d / name).unlink()
+                except OSError:
+                    pass  # gone already, or another process's problem
+        pths = sorted(((int(m.group(1)), d / e) for e in names if (m := _PTH_RE.match(e))), reverse=True)
         if len(pths) <= keep_last:
             return
         protected = self._protected_iterations(member, keep_last)
