@@ -1,0 +1,1 @@
+"""Population-Based Training engine: params (config), mutation, selection (pure), workspace (shared folder)."""

@@ -1,0 +1,725 @@
+"""The shared PBT workspace: one folder every population member reads and writes.
+
+Layout (see WORKSPACE_SPEC.md)::
+
+    <root>/population.json           {"num_policies": N, "created": t}
+    <root>/<idx:03d>/<iter:06d>.pth  checkpoint, plain Python/tensor values (loads weights_only=True)
+    <root>/<idx:03d>/<iter:06d>.yaml MemberMeta (written after its .pth), with a sha256 over its fields
+    <root>/<idx:03d>/claim.json      {"pid", "host", "time", "token"} of the process running member idx
+    <root>/lineage.jsonl             one JSON line per exploit / mutate / restart / resume
+    <root>/best/                     checkpoint.pth + config.yaml + meta.yaml of the best member
+
+Guarantees:
+
+- Every file another process reads is written to a temp file in the same folder, flushed, fsync'ed and
+  ``os.replace``d; an OSError (full disk, quota) removes the temp file and raises WorkspaceError naming the
+  path, so no half-written file is ever visible under its real name.
+- Readers read metadata only (never weights, except ``load_state`` of the one checkpoint being copied).
+  A corrupt, truncated, partial, stray or foreign file is skipped with ONE warning per file (per version of
+  it), and the sha256 checksum makes sure a reader never returns a value that differs from what was written.
+- Lineage lines are appended with one ``os.write`` of the whole line to an ``O_APPEND`` descriptor.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import errno
+import hashlib
+import io
+import json
+import logging
+import math
+import os
+import re
+import socket
+import tempfile
+import time as _time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+
+from poptrain.errors import WorkspaceError
+
+log = logging.getLogger(__name__)
+
+_SafeLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_SafeDumper: Any = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+#: Lineage events the engine writes (``append_lineage`` accepts any lower-case name, these are the standard ones).
+LINEAGE_EVENTS = ("exploit", "mutate", "restart", "resume")
+#: File names of a member's metadata / checkpoint: ``<iter:06d>.yaml`` / ``<iter:06d>.pth``.
+_META_RE = re.compile(r"^(\d{6,})\.yaml$")
+_PTH_RE = re.compile(r"^(\d{6,})\.pth$")
+_MEMBER_DIR_RE = re.compile(r"^\d{3,}$")
+_EVENT_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Plain values: what may go into metadata, lineage lines and checkpoints
+# ----------------------------------------------------------------------------------------------------------
+def _plain_scalar(value: Any, where: str) -> Any:
+    """A JSON/YAML-safe scalar from Python, numpy or 0-d tensor values (raises ValueError otherwise)."""
+    if isinstance(value, np.generic):  # first: np.float64 is also a float subclass
+        return value.item()
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, (int, float)):
+        return int(value) if isinstance(value, int) else float(value)
+    if isinstance(value, (torch.Tensor, np.ndarray)):
+        count = value.size if isinstance(value, np.ndarray) else value.numel()
+        if count == 1:
+            return value.reshape(-1)[0].item()
+        raise ValueError(
+            f"{where}: expected a scalar, got a {type(value).__name__} of shape {tuple(value.shape)}"
+        )
+    raise ValueError(f"{where}: expected a scalar (int, float, str, bool, None), got {type(value).__name__}")
+
+
+def _plain_data(value: Any, where: str) -> Any:
+    """Recursively convert to JSON/YAML-safe data (dict with str keys, list, scalars)."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain_data(v, f"{where}.{k}") for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain_data(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    return _plain_scalar(value, where)
+
+
+def to_float(value: Any) -> float:
+    """A plain Python float from a float, int, numpy scalar or one-element tensor/array (NaN stays NaN)."""
+    out = _plain_scalar(value, "objective")
+    if isinstance(out, bool) or not isinstance(out, (int, float)):
+        raise ValueError(f"objective: expected a number, got {out!r}")
+    return float(out)
+
+
+def plain_state(state: Any, where: str = "state") -> Any:
+    """Make a checkpoint loadable with ``torch.load(weights_only=True)``: numpy scalars become Python numbers,
+    numpy arrays become tensors, containers are rebuilt; anything else raises WorkspaceError naming the key.
+    (rl_games puts a numpy scalar in ``last_mean_rewards``, which weights-only loading refuses.)"""
+    if isinstance(state, torch.Tensor):
+        return state
+    if isinstance(state, np.ndarray):
+        return torch.from_numpy(np.array(state))
+    if isinstance(state, np.generic):  # before the Python types: np.float64 subclasses float
+        return state.item()
+    if state is None or isinstance(state, (bool, int, float, str, bytes)):
+        return state
+    if isinstance(state, collections.OrderedDict):
+        return collections.OrderedDict((k, plain_state(v, f"{where}.{k}")) for k, v in state.items())
+    if isinstance(state, Mapping):
+        return {k: plain_state(v, f"{where}.{k}") for k, v in state.items()}
+    if isinstance(state, tuple):
+        return tuple(plain_state(v, f"{where}[{i}]") for i, v in enumerate(state))
+    if isinstance(state, list):
+        return [plain_state(v, f"{where}[{i}]") for i, v in enumerate(state)]
+    if isinstance(state, torch.Size):
+        return list(state)
+    raise WorkspaceError(
+        f"checkpoint value {where} has type {type(state).__name__}, which torch.load(weights_only=True) "
+        "cannot read back; use tensors, numbers, strings, lists or dicts"
+    )
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Metadata
+# ----------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class MemberMeta:
+    """One metadata file: the state of member ``member`` at PBT iteration ``iteration``."""
+
+    member: int  # policy_idx
+    iteration: int  # PBT iteration of this member (increments every interval)
+    frames: int  # env frames this member has trained (its own counter, kept across exploits/restarts)
+    epoch: int  # rl_games epoch counter
+    objective: float  # window mean of the objective (plain float; NaN = not yet known)
+    params: dict[str, Any]  # current value of every mutable param, full dotted keys
+    checkpoint: str  # file name of the .pth beside it (relative to the member dir)
+    experiment: str  # the member's experiment name
+    experiment_dir: str  # the member's experiment folder
+    time: float  # unix time when written
+    num_policies: int  # population size the member was started with
+    parent: dict[str, int] | None = None  # {"member", "iteration"} whose weights this member last copied
+    restarts: int = 0  # os.execv restarts so far
+    exploits: int = 0  # exploits (weight copies) so far
+    overrides: list[str] = field(default_factory=list)  # Hydra command-line overrides currently in force
+    finished: bool = False  # True only in the member's final metadata
+    extra: dict[str, Any] = field(default_factory=dict)  # free-form
+
+    def __post_init__(self) -> None:
+        # Normalise what callers commonly pass (numpy / tensor numbers, tuples) into plain values, then
+        # check types strictly so a bad value fails here, at write time, not in another member's reader.
+        set_ = object.__setattr__
+        set_(self, "objective", to_float(self.objective))
+        for name in ("member", "iteration", "frames", "epoch", "num_policies", "restarts", "exploits"):
+            value = _plain_scalar(getattr(self, name), name)
+            if isinstance(value, float) and value.is_integer():
+                value = int(value)
+            set_(self, name, value)
+        set_(self, "time", float(_plain_scalar(self.time, "time")))
+        set_(self, "params", _plain_data(self.params, "params"))
+        set_(self, "extra", _plain_data(self.extra, "extra"))
+        set_(self, "overrides", list(self.overrides))
+        if self.parent is not None:
+            set_(self, "parent", _plain_data(self.parent, "parent"))
+        _check_types(self._fields_dict())
+        if self.member < 0 or self.iteration < 0 or self.frames < 0 or self.num_policies < 1:
+            raise ValueError(
+                f"member={self.member}, iteration={self.iteration}, frames={self.frames} must be >= 0 and "
+                f"num_policies={self.num_policies} >= 1"
+            )
+        if not self.checkpoint or "/" in self.checkpoint or self.checkpoint in (".", ".."):
+            raise ValueError(f"checkpoint must be a file name beside the metadata, got {self.checkpoint!r}")
+
+    def _fields_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    @property
+    def sha256(self) -> str:
+        """Hex sha256 of the canonical JSON (sort_keys) of every field."""
+        return _digest(self._fields_dict())
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every field plus ``sha256`` (what goes to disk)."""
+        d = self._fields_dict()
+        d["sha256"] = _digest(d)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Any) -> MemberMeta:
+        """Strict inverse of ``to_dict``: exact key set, exact types, matching sha256; else ValueError."""
+        if not isinstance(d, Mapping):
+            raise ValueError(f"metadata must be a mapping, got {type(d).__name__}")
+        names = [f.name for f in dataclasses.fields(cls)]
+        expected = set(names) | {"sha256"}
+        if set(d) != expected:
+            missing = sorted(expected - set(d), key=str)
+            unknown = sorted(set(d) - expected, key=str)
+            raise ValueError(f"metadata keys differ: missing {missing}, unknown {unknown}")
+        fields = {k: d[k] for k in names}
+        _check_types(fields)
+        digest = d["sha256"]
+        if not isinstance(digest, str) or digest != _digest(fields):
+            raise ValueError("metadata sha256 does not match its content (corrupt or edited file)")
+        return cls(**fields)
+
+
+_INT_FIELDS = ("member", "iteration", "frames", "epoch", "num_policies", "restarts", "exploits")
+
+
+def _check_types(f: Mapping[str, Any]) -> None:
+    """Raise ValueError unless every field has exactly its declared type."""
+
+    def is_int(v: Any) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    problems = [n for n in _INT_FIELDS if not is_int(f[n])]
+    if not (isinstance(f["objective"], float)):
+        problems.append("objective")
+    if not (isinstance(f["time"], float) and math.isfinite(f["time"])):
+        problems.append("time")
+    for n in ("checkpoint", "experiment", "experiment_dir"):
+        if not isinstance(f[n], str):
+            problems.append(n)
+    for n in ("params", "extra"):
+        if not (isinstance(f[n], dict) and all(isinstance(k, str) for k in f[n])):
+            problems.append(n)
+    if not (isinstance(f["overrides"], list) and all(isinstance(o, str) for o in f["overrides"])):
+        problems.append("overrides")
+    if not isinstance(f["finished"], bool):
+        problems.append("finished")
+    parent = f["parent"]
+    if parent is not None and not (
+        isinstance(parent, dict)
+        and set(parent) == {"member", "iteration"}
+        and all(is_int(v) for v in parent.values())
+    ):
+        problems.append("parent")
+    if problems:
+        shown = ", ".join(f"{n}={f[n]!r}" for n in problems)
+        raise ValueError(f"metadata fields have wrong types: {shown}")
+
+
+def _digest(fields: Mapping[str, Any]) -> str:
+    canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"), allow_nan=True)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def _dump_yaml(data: Any) -> bytes:
+    return yaml.dump(
+        data, Dumper=_SafeDumper, sort_keys=True, default_flow_style=False, allow_unicode=True
+    ).encode()
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Atomic writes
+# ----------------------------------------------------------------------------------------------------------
+def _atomic_write(path: Path, data: bytes, *, exclusive: bool = False) -> None:
+    """Write ``data`` to ``path`` via temp file + fsync + os.replace (or os.link when ``exclusive``:
+    FileExistsError if ``path`` exists). OSError -> WorkspaceError naming the path; the temp never stays."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise WorkspaceError(f"cannot write {str(path)!r}: {exc.strerror or exc}") from exc
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        if exclusive:
+            try:
+                os.link(tmp, path)  # fails with FileExistsError when another process created it first
+            except OSError as exc:
+                if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP) or isinstance(
+                    exc, FileExistsError
+                ):
+                    raise
+                if path.exists():  # no hard links on this file system: best effort exclusivity
+                    raise FileExistsError(errno.EEXIST, "exists", str(path)) from None
+                os.replace(tmp, path)
+            else:
+                os.unlink(tmp)
+        else:
+            os.replace(tmp, path)
+    except FileExistsError:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        reason = "disk full" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
+        raise WorkspaceError(
+            f"cannot write {str(path)!r}: {reason} (errno {exc.errno}); nothing was written"
+        ) from exc
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _torch_bytes(state: Any) -> bytes:
+    buf = io.BytesIO()
+    torch.save(plain_state(state), buf)
+    return buf.getvalue()
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except OSError:
+        return False
+    return True
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The workspace
+# ----------------------------------------------------------------------------------------------------------
+class Workspace:
+    """The shared folder of one PBT population (safe for concurrent members on one or many machines)."""
+
+    def __init__(self, root: str | Path, *, stale_after_s: float = 3600.0):
+        self.root = Path(root)
+        self.stale_after_s = float(stale_after_s)
+        # (path, mtime_ns, size) of files already warned about: one warning per bad file (per version of it)
+        self._warned: set[tuple[str, int, int]] = set()
+        self._warned_lines: set[tuple[int, str]] = set()
+
+    # -- paths ------------------------------------------------------------------------------------------
+    @staticmethod
+    def resolve_root(train_dir: str, workspace: str) -> Path:
+        """An absolute ``workspace`` (shared by members on several machines) wins, else train_dir/workspace."""
+        if not str(workspace).strip():
+            raise WorkspaceError(
+                "pbt.workspace is empty: give a folder name (under train_dir) or an absolute path"
+            )
+        ws = Path(workspace).expanduser()
+        return ws if ws.is_absolute() else Path(train_dir).expanduser() / ws
+
+    def member_dir(self, member: int) -> Path:
+        return self.root / f"{int(member):03d}"
+
+    @property
+    def lineage_path(self) -> Path:
+        return self.root / "lineage.jsonl"
+
+    @property
+    def best_dir(self) -> Path:
+        return self.root / "best"
+
+    def members(self) -> list[int]:
+        """Member folders present (``000``, ``001``, ...), sorted."""
+        try:
+            names = [e.name for e in os.scandir(self.root) if e.is_dir() and _MEMBER_DIR_RE.match(e.name)]
+        except FileNotFoundError:
+            return []
+        return sorted(int(n) for n in names)
+
+    # -- warnings ---------------------------------------------------------------------------------------
+    def _warn_once(self, path: Path, why: str) -> None:
+        try:
+            st = path.stat()
+            key = (str(path), st.st_mtime_ns, st.st_size)
+        except OSError:
+            key = (str(path), -1, -1)
+        if key in self._warned:
+            return
+        self._warned.add(key)
+        log.warning("PBT workspace: skipping %s: %s", path, why)
+
+    # -- metadata ---------------------------------------------------------------------------------------
+    def _meta_files(self, member: int) -> list[tuple[int, Path]]:
+        """(iteration, path) of the member's metadata files, newest first; stray files warned about once."""
+        d = self.member_dir(member)
+        out = []
+        try:
+            entries = list(os.scandir(d))
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        for e in entries:
+            m = _META_RE.match(e.name)
+            if m:
+                out.append((int(m.group(1)), Path(e.path)))
+            elif e.name.startswith(".") and e.name.endswith(".tmp"):
+                continue  # another process is writing it right now
+            elif not (_PTH_RE.match(e.name) or e.name == "claim.json"):
+                self._warn_once(Path(e.path), "not a PBT workspace file (expected <iteration:06d>.yaml/.pth)")
+        out.sort(key=lambda t: t[0], reverse=True)
+        return out
+
+    def _read_meta(self, path: Path, member: int, iteration: int) -> MemberMeta | None:
+        """Parse and verify one metadata file; None (one warning) when it is not valid."""
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            return None  # deleted between listing and reading
+        except OSError as exc:
+            self._warn_once(path, f"unreadable ({exc.strerror or exc})")
+            return None
+        try:
+            data = yaml.load(raw.decode("utf-8"), Loader=_SafeLoader)
+            meta = MemberMeta.from_dict(data)
+        except (
+            UnicodeDecodeError,
+            yaml.YAMLError,
+            ValueError,
+            TypeError,
+            KeyError,
+            OverflowError,
+            RecursionError,
+        ) as exc:
+            self._warn_once(path, f"corrupt or foreign metadata ({type(exc).__name__}: {str(exc)[:120]})")
+            return None
+        if meta.member != member or meta.iteration != iteration:
+            self._warn_once(
+                path, f"metadata says member {meta.member} iteration {meta.iteration}, not its file name"
+            )
+            return None
+        return meta
+
+    def member_history(self, member: int) -> list[MemberMeta]:
+        """Every valid metadata of one member, by iteration (oldest first)."""
+        metas = [self._read_meta(p, member, it) for it, p in reversed(self._meta_files(member))]
+        return [m for m in metas if m is not None]
+
+    def latest(self, member: int) -> MemberMeta | None:
+        """The member's newest valid metadata (older ones are tried when the newest is corrupt)."""
+        for it, p in self._meta_files(member):
+            meta = self._read_meta(p, member, it)
+            if meta is not None:
+                return meta
+        return None
+
+    def is_stale(self, meta: MemberMeta, now: float | None = None) -> bool:
+        """True when ``meta`` was written more than ``stale_after_s`` seconds before ``now``."""
+        now = _time.time() if now is None else now
+        return now - meta.time > self.stale_after_s
+
+    def read_population(self, now: float | None = None, include_stale: bool = False) -> dict[int, MemberMeta]:
+        """Newest valid metadata of every member; stale members are left out unless ``include_stale``."""
+        now = _time.time() if now is None else now
+        out: dict[int, MemberMeta] = {}
+        for member in self.members():
+            meta = self.latest(member)
+            if meta is not None and (include_stale or not self.is_stale(meta, now)):
+                out[member] = meta
+        return out
+
+    # -- checkpoints ------------------------------------------------------------------------------------
+    def write_checkpoint(self, meta: MemberMeta, state: dict) -> Path:
+        """Write ``state`` as ``meta.checkpoint`` then ``meta`` as ``<iteration:06d>.yaml``; return the yaml path.
+        Any OSError (e.g. a full disk) raises WorkspaceError and leaves no partial or orphan file behind."""
+        d = self.member_dir(meta.member)
+        pth = d / meta.checkpoint
+        yml = d / f"{meta.iteration:06d}.yaml"
+        payload = _torch_bytes(state)
+        meta_bytes = _dump_yaml(meta.to_dict())
+        _atomic_write(pth, payload)
+        try:
+            _atomic_write(yml, meta_bytes)
+        except BaseException:
+            if not yml.exists():
+                pth.unlink(missing_ok=True)  # no reader can reach it without its metadata
+            raise
+        return yml
+
+    def load_state(self, meta: MemberMeta) -> dict:
+        """Load meta's checkpoint weights-only on CPU; WorkspaceError when it is gone or unreadable."""
+        path = self.member_dir(meta.member) / meta.checkpoint
+        if not path.is_file():
+            raise WorkspaceError(
+                f"checkpoint {str(path)!r} of member {meta.member} iteration {meta.iteration} is gone "
+                "(cleaned up or never written)"
+            )
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # any unpickling/format failure means "not a usable checkpoint"
+            raise WorkspaceError(
+                f"checkpoint {str(path)!r} is not readable with weights_only=True ({type(exc).__name__}: "
+                f"{str(exc).splitlines()[0] if str(exc) else ''})"
+            ) from None
+        if not isinstance(state, dict):
+            raise WorkspaceError(f"checkpoint {str(path)!r} holds a {type(state).__name__}, expected a dict")
+        return state
+
+    # -- lineage ----------------------------------------------------------------------------------------
+    def append_lineage(self, event: str, member: int, **fields: Any) -> dict:
+        """Append one JSON line (one os.write to an O_APPEND fd) and return the record written."""
+        if not isinstance(event, str) or not _EVENT_RE.match(event):
+            raise ValueError(
+                f"lineage event must be a lower-case name such as {LINEAGE_EVENTS}, got {event!r}"
+            )
+        record: dict[str, Any] = {
+            "event": event,
+            "member": int(member),
+            "source": None,
+            "source_iteration": None,
+            "iteration": None,
+            "frames": None,
+            "old_params": {},
+            "new_params": {},
+            "changed": [],
+            "mode": None,
+            "time": _time.time(),
+        }
+        record.update(fields)
+        record = _plain_data(record, "lineage")
+        line = (json.dumps(record, sort_keys=True, allow_nan=True) + "\n").encode("utf-8")
+        path = self.lineage_path
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise WorkspaceError(f"cannot append to {str(path)!r}: {exc.strerror or exc}") from exc
+        try:
+            written = os.write(fd, line)
+            if written != len(line):  # a short write (full disk): end the broken line so the next one parses
+                os.write(fd, b"\n")
+                raise WorkspaceError(
+                    f"cannot append to {str(path)!r}: short write ({written}/{len(line)} bytes)"
+                )
+        except OSError as exc:
+            raise WorkspaceError(f"cannot append to {str(path)!r}: {exc.strerror or exc}") from exc
+        finally:
+            os.close(fd)
+        return record
+
+    def read_lineage(self) -> list[dict]:
+        """Every valid lineage record, in file order; corrupt lines are skipped with one warning each."""
+        try:
+            raw = self.lineage_path.read_bytes()
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            log.warning("PBT workspace: cannot read %s: %s", self.lineage_path, exc)
+            return []
+        out = []
+        for lineno, line in enumerate(raw.split(b"\n"), start=1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line.decode("utf-8"))
+                ok = (
+                    isinstance(rec, dict)
+                    and isinstance(rec.get("event"), str)
+                    and type(rec.get("member")) is int
+                )
+            except (UnicodeDecodeError, ValueError, RecursionError):
+                ok = False
+            if not ok:
+                key = (lineno, hashlib.sha1(line).hexdigest())
+                if key not in self._warned_lines:
+                    self._warned_lines.add(key)
+                    log.warning("PBT workspace: skipping corrupt line %d of %s", lineno, self.lineage_path)
+                continue
+            out.append(rec)
+        return out
+
+    # -- cleanup ----------------------------------------------------------------------------------------
+    def _protected_iterations(self, member: int, keep_last: int) -> set[int]:
+        """Iterations of ``member`` whose .pth another member may still need: the source of an exploit (or the
+        parent in metadata) within that member's last ``keep_last`` iterations."""
+        protected: set[int] = set()
+        latest_iter: dict[int, int | None] = {}
+
+        def current_iteration(m: int) -> int | None:
+            if m not in latest_iter:
+                meta = self.latest(m)
+                latest_iter[m] = None if meta is None else meta.iteration
+            return latest_iter[m]
+
+        for rec in self.read_lineage():
+            src, src_it, who, it = (
+                rec.get("source"),
+                rec.get("source_iteration"),
+                rec.get("member"),
+                rec.get("iteration"),
+            )
+            if src != member or type(src_it) is not int:
+                continue
+            cur = current_iteration(who) if type(who) is int else None
+            if cur is None or type(it) is not int or it >= cur - keep_last:
+                protected.add(src_it)
+        for other in self.members():
+            if other == member:
+                continue
+            meta = self.latest(other)
+            if meta is not None and meta.parent is not None and meta.parent.get("member") == member:
+                protected.add(meta.parent["iteration"])
+        return protected
+
+    def cleanup(self, member: int, keep_last: int = 3) -> None:
+        """Delete the member's old .pth files: keep the newest ``keep_last`` and any another member's recent
+        exploit may still need. Metadata (.yaml) is never deleted: it is the history the report plots."""
+        if keep_last < 1:
+            raise ValueError(f"keep_last must be >= 1, got {keep_last}")
+        d = self.member_dir(member)
+        try:
+            pths = sorted(
+                ((int(m.group(1)), d / e) for e in os.listdir(d) if (m := _PTH_RE.match(e))), reverse=True
+            )
+        except FileNotFoundError:
+            return
+        if len(pths) <= keep_last:
+            return
+        protected = self._protected_iterations(member, keep_last)
+        for it, path in pths[keep_last:]:
+            if it in protected:
+                continue
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                log.warning("PBT workspace: cannot delete %s: %s", path, exc)
+
+    # -- best -------------------------------------------------------------------------------------------
+    def export_best(self, meta: MemberMeta, state: dict, config: Mapping[str, Any]) -> Path:
+        """Write root/best/{checkpoint.pth, config.yaml, meta.yaml} atomically (meta last); return the folder."""
+        d = self.best_dir
+        _atomic_write(d / "checkpoint.pth", _torch_bytes(state))
+        _atomic_write(d / "config.yaml", _dump_yaml(_plain_data(config, "config")))
+        _atomic_write(d / "meta.yaml", _dump_yaml(meta.to_dict()))
+        return d
+
+    # -- population and claims --------------------------------------------------------------------------
+    def ensure_population(self, num_policies: int) -> None:
+        """Create population.json (exactly once) or check that it agrees with ``num_policies``."""
+        if isinstance(num_policies, bool) or not isinstance(num_policies, int) or num_policies < 1:
+            raise WorkspaceError(f"num_policies must be an integer >= 1, got {num_policies!r}")
+        path = self.root / "population.json"
+        data = json.dumps({"num_policies": num_policies, "created": _time.time()}, sort_keys=True).encode()
+        try:
+            _atomic_write(path, data, exclusive=True)
+            return
+        except FileExistsError:
+            pass
+        try:
+            existing = json.loads(path.read_bytes().decode("utf-8"))
+            theirs = existing["num_policies"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise WorkspaceError(
+                f"{str(path)!r} is not a poptrain population file ({type(exc).__name__}); "
+                "is pbt.workspace pointing at a foreign folder?"
+            ) from None
+        if theirs != num_policies:
+            raise WorkspaceError(
+                f"num_policies mismatch: this member has num_policies={num_policies} but the workspace "
+                f"{str(self.root)!r} was created with num_policies={theirs}; use the same value for every member "
+                "or a fresh pbt.workspace"
+            )
+
+    def _read_claim(self, path: Path) -> dict | None:
+        try:
+            claim = json.loads(path.read_bytes().decode("utf-8"))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            self._warn_once(path, f"corrupt claim ({type(exc).__name__}); taking it over")
+            return None
+        if not (isinstance(claim, dict) and {"pid", "host", "time", "token"} <= set(claim)):
+            self._warn_once(path, "foreign claim file; taking it over")
+            return None
+        return claim
+
+    def claim(self, member: int, num_policies: int) -> str:
+        """Record that this process runs ``member``; return the claim token.
+
+        Refused (WorkspaceError) when ``member`` is outside [0, num_policies) or another live process holds it:
+        same host and its pid is alive (and not ours: os.execv keeps the pid), or another host and the claim or
+        the member's newest metadata is newer than ``stale_after_s``. Dead or stale claims are taken over."""
+        if isinstance(member, bool) or not isinstance(member, int) or not 0 <= member < num_policies:
+            raise WorkspaceError(
+                f"pbt.policy_idx={member!r} is out of range: valid values are 0..{num_policies - 1} "
+                f"(num_policies={num_policies})"
+            )
+        path = self.member_dir(member) / "claim.json"
+        host, pid, now = socket.gethostname(), os.getpid(), _time.time()
+        old = self._read_claim(path)
+        if old is not None and not (old.get("host") == host and old.get("pid") == pid):
+            if old.get("host") == host:
+                live = isinstance(old.get("pid"), int) and _pid_alive(old["pid"])
+                how = f"process {old.get('pid')} on this host is alive"
+            else:
+                meta = self.latest(member)
+                last = max(float(old.get("time") or 0.0), meta.time if meta else 0.0)
+                live = now - last <= self.stale_after_s
+                how = f"host {old.get('host')!r} was active {now - last:.0f} s ago (< stale_after_s={self.stale_after_s:g})"
+            if live:
+                raise WorkspaceError(
+                    f"duplicate member: pbt.policy_idx={member} is already running ({how}); give every member a "
+                    f"unique policy_idx in 0..{num_policies - 1}, or remove {str(path)!r} if that process is gone"
+                )
+            log.warning("PBT workspace: taking over stale claim of member %d (%s)", member, old)
+        token = uuid.uuid4().hex
+        data = json.dumps({"pid": pid, "host": host, "time": now, "token": token}, sort_keys=True).encode()
+        if old is None and not path.exists():
+            try:
+                _atomic_write(path, data, exclusive=True)
+            except FileExistsError:
+                raise WorkspaceError(
+                    f"duplicate member: another process claimed pbt.policy_idx={member} at the same moment"
+                ) from None
+        else:
+            _atomic_write(path, data)
+        check = self._read_claim(path)
+        if check is None or check.get("token") != token:
+            raise WorkspaceError(
+                f"duplicate member: another process claimed pbt.policy_idx={member} at the same moment"
+            )
+        return token
+
+    def release_claim(self, member: int, token: str) -> None:
+        """Remove the member's claim if it is still ours (normal end of training)."""
+        path = self.member_dir(member) / "claim.json"
+        claim = self._read_claim(path)
+        if claim is not None and claim.get("token") == token:
+            path.unlink(missing_ok=True)
