@@ -19,7 +19,6 @@ import importlib.util
 import inspect
 import json
 import logging
-import math
 import shlex
 import subprocess
 import sys
@@ -133,6 +132,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(json.dumps(status_json(view), indent=2, allow_nan=False))
         return 0
     console = Console()
+    if not console.is_terminal:  # piped / captured: never truncate the table to 80 columns
+        console = Console(width=200)
     if not args.watch:
         console.print(render(view))
         return 0
@@ -277,10 +278,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+FORWARDED = {"train": cmd_train, "launch": cmd_launch}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``poptrain`` console script; returns the exit code."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in FORWARDED:  # everything after the command belongs to the child, options included
+        args = argparse.Namespace(func=FORWARDED[argv[0]], overrides=argv[1:], args=argv[1:])
+    else:
+        args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
     except PoptrainError as exc:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from poptrain.errors import WorkspaceError
 
-MEMBER_DIR = re.compile(r"^\d{3}$")
-META_FILE = re.compile(r"^\d{6}\.yaml$")
+MEMBER_DIR = re.compile(r"^\d{3,}$")
+META_FILE = re.compile(r"^\d{6,}\.yaml$")
 #: folders never searched for a workspace (rl_games output, caches)
 SKIP_DIRS = {"nn", "summaries", "__pycache__", "best"}
 #: how deep below a run dir a workspace is looked for

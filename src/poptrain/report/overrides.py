@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 from poptrain.errors import ConfigError
 
@@ -95,7 +95,7 @@ def compose(overrides: Sequence[str]) -> tuple[dict[str, Any], dict[str, Any]]:
         raise ConfigError(f"cannot compose the config with overrides {list(overrides)}: "
                           f"{str(exc).splitlines()[0]}") from None
     assert isinstance(resolved, dict) and isinstance(raw, dict)
-    return resolved, raw
+    return cast(dict[str, Any], resolved), cast(dict[str, Any], raw)
 
 
 def _resolved(saved: Mapping[str, Any]) -> dict[str, Any]:
@@ -111,7 +111,7 @@ def _resolved(saved: Mapping[str, Any]) -> dict[str, Any]:
     except OmegaConfBaseException as exc:
         raise ConfigError(f"the saved config does not resolve: {str(exc).splitlines()[0]}") from None
     assert isinstance(out, dict)
-    return out
+    return cast(dict[str, Any], out)
 
 
 def config_overrides(saved: Mapping[str, Any]) -> list[str]:

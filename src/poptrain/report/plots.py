@@ -162,7 +162,8 @@ def founders(view: PopulationView) -> dict[int, list[tuple[int, int]]]:
     exploits = [e for e in view.lineage if e.get("event") == "exploit" and e.get("source") is not None]
     for event in sorted(exploits, key=lambda e: float(e.get("time") or 0.0)):
         member, source = int(event["member"]), int(event["source"])
-        src_it = int(event.get("source_iteration") if event.get("source_iteration") is not None else 10**9)
+        raw_it = event.get("source_iteration")
+        src_it = int(raw_it) if raw_it is not None else 10**9
         it = int(event.get("iteration") or 0)
         changes.setdefault(member, [(0, member)]).append((it, founder_at(source, src_it)))
         changes[member].sort(key=lambda c: c[0])
@@ -192,8 +193,11 @@ def plot_lineage(view: PopulationView, colors: MemberColors | None = None) -> Fi
     # founders alive at the end get colours, most widespread first
     final = {m: founder_at(m, h[-1].iteration) for m, h in view.histories.items() if h}
     alive = sorted(set(final.values()), key=lambda f: (-sum(1 for v in final.values() if v == f), f))
-    shades = palette(min(len(alive), 10))
-    founder_color = {f: shades[i] for i, f in enumerate(alive[:10])}
+    # a founder that is a highlighted member keeps that member's colour; others take unused shades
+    spare = [c for c in palette(20) if c not in set(colors.colors.values())]
+    founder_color: dict[int, str] = {}
+    for f in alive[:10]:
+        founder_color[f] = colors.color(f) if colors.is_highlighted(f) else spare[len(founder_color) % len(spare)]
     lw = 6.0 if n <= 16 else max(1.5, 120.0 / n)
     for member, history in view.histories.items():
         its = [m.iteration for m in history]

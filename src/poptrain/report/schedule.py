@@ -29,10 +29,14 @@ PARAM_EVENTS = ("exploit", "mutate")
 class MetaLike(Protocol):
     """What the schedule builder reads from one metadata record."""
 
-    member: int
-    iteration: int
-    frames: int
-    params: dict[str, Any]
+    @property
+    def member(self) -> int: ...
+    @property
+    def iteration(self) -> int: ...
+    @property
+    def frames(self) -> int: ...
+    @property
+    def params(self) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True)

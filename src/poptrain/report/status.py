@@ -11,6 +11,7 @@ import statistics
 from dataclasses import dataclass
 from typing import Any
 
+from rich import box
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
@@ -153,12 +154,12 @@ def _ago(seconds: float | None) -> str:
     if seconds is None:
         return "—"
     if seconds < 120:
-        return f"{seconds:.0f}s ago"
+        return f"{seconds:.0f}s"
     if seconds < 7200:
-        return f"{seconds / 60:.0f}m ago"
+        return f"{seconds / 60:.0f}m"
     if seconds < 172800:
-        return f"{seconds / 3600:.1f}h ago"
-    return f"{seconds / 86400:.1f}d ago"
+        return f"{seconds / 3600:.1f}h"
+    return f"{seconds / 86400:.1f}d"
 
 
 STATE_STYLE = {"running": "green", "finished": "bold", "stale": "yellow", "no data": "red"}
@@ -169,20 +170,14 @@ def render(view: PopulationView, rows: list[StatusRow] | None = None) -> Group:
     rows = status_rows(view) if rows is None else rows
     keys = sorted({k for r in rows for k in r.params})
     names = short_keys(keys)
-    table = Table(title=f"PBT population  {view.root}", title_justify="left", header_style="bold")
-    table.add_column("rank", justify="right")
-    table.add_column("member", justify="right")
-    table.add_column("objective", justify="right")
-    table.add_column("iter", justify="right")
-    table.add_column("frames", justify="right")
-    for key in keys:
-        table.add_column(names[key], justify="right")
-    table.add_column("restarts/exploits", justify="right")
-    table.add_column("parent", justify="right")
-    table.add_column("last seen", justify="right")
-    table.add_column("state")
+    table = Table(title=f"PBT population  {view.root}", title_justify="left", header_style="bold",
+                  box=box.SIMPLE_HEAD, pad_edge=False)
+    for header in ("#", "member", "objective", "iter", "frames", *[names[k] for k in keys],
+                   "rst/exp", "parent", "seen"):
+        table.add_column(header, justify="right", no_wrap=True)
+    table.add_column("state", no_wrap=True)
     for r in rows:
-        cells = [
+        cells: list[Any] = [
             "—" if r.rank is None else str(r.rank),
             f"{r.member:03d}",
             "—" if not math.isfinite(r.objective) else f"{r.objective:.4g}",
