@@ -153,10 +153,11 @@ def test_report_on_64_members(tmp_path: Path) -> None:
 
 # ---- replay schedule --------------------------------------------------------------------------------
 def _constructed(tmp_path: Path, corrupt_mutate: bool = False) -> Path:
-    """2 mutates at 200 (lr 2->3); 1 copies 2@it3 at 300 (lr 3.3); 0 copies 1@it4 at 400 (lr 1.1)."""
+    """2 mutates at 200 (lr 2->3); 0 copies 2@it2 at 200 (lr 2.2, a dead end for 0's final weights);
+    1 copies 2@it3 at 300 (lr 3.3); 0 copies 1@it4 at 400 (lr 1.1)."""
     ws = Workspace(tmp_path / "ws")
     ws.ensure_population(3)
-    lrs = {2: [2, 2, 3, 3], 1: [5, 5, 5, 3.3, 3.3], 0: [1, 1, 1, 1, 1.1]}
+    lrs = {2: [2, 2, 3, 3], 1: [5, 5, 5, 3.3, 3.3], 0: [1, 1, 2.2, 2.2, 1.1]}
     for member, values in lrs.items():
         for it, lr in enumerate(values, start=1):
             ws.write_checkpoint(MemberMeta(member=member, iteration=it, frames=100 * it, epoch=it, objective=it,
@@ -169,10 +170,12 @@ def _constructed(tmp_path: Path, corrupt_mutate: bool = False) -> Path:
     if corrupt_mutate:
         lines = (ws.root / "lineage.jsonl").read_text().splitlines()
         (ws.root / "lineage.jsonl").write_text(lines[0][:20] + "\n")
+    ws.append_lineage("exploit", 0, source=2, source_iteration=2, iteration=2, frames=200,
+                      old_params={LR: 1.0}, new_params={LR: 2.2})
     ws.append_lineage("exploit", 1, source=2, source_iteration=3, iteration=3, frames=300,
                       old_params={LR: 5.0}, new_params={LR: 3.3})
     ws.append_lineage("exploit", 0, source=1, source_iteration=4, iteration=4, frames=400,
-                      old_params={LR: 1.0}, new_params={LR: 1.1})
+                      old_params={LR: 2.2}, new_params={LR: 1.1})
     return ws.root
 
 

@@ -202,7 +202,7 @@ def plot_lineage(view: PopulationView, colors: MemberColors | None = None) -> Fi
     for member, history in view.histories.items():
         its = [m.iteration for m in history]
         for a, b in zip(its, its[1:], strict=False):
-            colour = founder_color.get(founder_at(member, b), "#d9d9d9")
+            colour = founder_color.get(founder_at(member, a), "#d9d9d9")  # weights held during (a, b]
             ax.plot([a, b], [row[member]] * 2, color=colour, lw=lw, solid_capstyle="butt", zorder=1)
         if len(its) == 1:
             ax.plot(its, [row[member]], marker="s", color=founder_color.get(founder_at(member, its[0]),
