@@ -1,0 +1,138 @@
+"""Hydra overrides from saved configs: so a policy can be played or retrained with the exact config it
+was trained with (mutated env and PPO params included).
+
+``config_overrides(saved)`` composes the default config for the saved task and returns the smallest list
+of ``key=value`` overrides that turns it into ``saved`` (compared after resolving interpolations): first
+every differing leaf that is a plain value in the defaults, then — after composing again with those — any
+leaf still different (e.g. one that is an interpolation in the defaults but was set explicitly).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any, cast
+
+from poptrain.errors import ConfigError
+
+#: top-level config keys that describe the policy and its env (everything under task./train. too)
+POLICY_TOP_KEYS = ("num_envs", "seed")
+#: keys never carried over: where/how a run writes, not what the policy is
+SKIP_KEYS = {"train.params.config.device", "train.params.config.device_name", "train.params.config.train_dir",
+             "train.params.seed"}
+_PLAIN = re.compile(r"^[A-Za-z_][A-Za-z0-9_./:\-]*$")
+_RESERVED = {"true", "false", "null", "nan", "inf", "-inf", "none"}
+
+
+def hydra_value(value: Any) -> str:
+    """A Python value as Hydra override syntax (floats round-trip, strings quoted when needed)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        return repr(value)
+    if isinstance(value, str):
+        if _PLAIN.match(value) and value.lower() not in _RESERVED:
+            return value
+        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    if isinstance(value, Mapping):
+        return "{" + ",".join(f"{k}:{hydra_value(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, Sequence):
+        return "[" + ",".join(hydra_value(v) for v in value) + "]"
+    raise ConfigError(f"cannot write {value!r} ({type(value).__name__}) as a Hydra override")
+
+
+def override_key(override: str) -> str:
+    """The dotted key an override sets: ``++a.b=1`` -> ``a.b``; ``task=X`` -> ``task``."""
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def merge_overrides(base: Sequence[str], extra: Sequence[str]) -> list[str]:
+    """``base`` then ``extra``; an extra override replaces a base one with the same key."""
+    keys = {override_key(o) for o in extra}
+    return [o for o in base if override_key(o) not in keys] + list(extra)
+
+
+def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested mappings -> {"a.b.c": leaf} (lists are leaves)."""
+    if isinstance(data, Mapping):
+        out: dict[str, Any] = {}
+        for key, value in data.items():
+            out.update(flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+        return out
+    return {prefix: data}
+
+
+def _wanted(key: str) -> bool:
+    return (key.startswith(("task.", "train.")) or key in POLICY_TOP_KEYS) and key not in SKIP_KEYS
+
+
+def compose(overrides: Sequence[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Compose poptrain's config with ``overrides``: (resolved, unresolved) containers."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    from poptrain.train import CFG_DIR, register_resolvers
+
+    register_resolvers()
+    try:
+        with initialize_config_dir(version_base="1.3", config_dir=str(CFG_DIR)):
+            cfg = hydra_compose("config", overrides=list(overrides))
+        resolved = OmegaConf.to_container(cfg, resolve=True)
+        raw = OmegaConf.to_container(cfg, resolve=False)
+    except (HydraException, OmegaConfBaseException) as exc:
+        raise ConfigError(f"cannot compose the config with overrides {list(overrides)}: "
+                          f"{str(exc).splitlines()[0]}") from None
+    assert isinstance(resolved, dict) and isinstance(raw, dict)
+    return cast(dict[str, Any], resolved), cast(dict[str, Any], raw)
+
+
+def _resolved(saved: Mapping[str, Any]) -> dict[str, Any]:
+    """``saved`` with any ``${...}`` interpolation resolved (a config saved unresolved)."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    from poptrain.train import register_resolvers
+
+    register_resolvers()
+    try:
+        out = OmegaConf.to_container(OmegaConf.create(dict(saved)), resolve=True)
+    except OmegaConfBaseException as exc:
+        raise ConfigError(f"the saved config does not resolve: {str(exc).splitlines()[0]}") from None
+    assert isinstance(out, dict)
+    return cast(dict[str, Any], out)
+
+
+def config_overrides(saved: Mapping[str, Any]) -> list[str]:
+    """Overrides that rebuild ``saved`` (a full composed config) from poptrain's defaults."""
+    task = saved.get("task", {}).get("name") if isinstance(saved.get("task"), Mapping) else None
+    if not task:
+        raise ConfigError("the saved config has no task.name; cannot tell which task it was trained on")
+    base = [f"task={task}"]
+    saved = _resolved(saved)
+    target = {k: v for k, v in flatten(saved).items() if _wanted(k)}
+    resolved, raw = compose(base)
+    defaults, raw_flat = flatten(resolved), flatten(raw)
+    overrides = list(base)
+    for key, value in target.items():
+        if key in defaults and defaults[key] == value:
+            continue
+        if key in raw_flat and isinstance(raw_flat[key], str) and "${" in raw_flat[key]:
+            continue  # derived from another key: fixed by the second pass if still different
+        overrides.append(f"{'' if key in defaults else '++'}{key}={hydra_value(value)}")
+    second = flatten(compose(overrides)[0])
+    for key, value in target.items():
+        if second.get(key, object()) != value:
+            overrides.append(f"{'' if key in defaults else '++'}{key}={hydra_value(value)}")
+    return overrides
