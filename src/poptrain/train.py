@@ -282,6 +282,7 @@ def play_episodes(player: Any, env: Any, episodes: int, deterministic: bool) -> 
 # ---- entry --------------------------------------------------------------------------------------------
 def launch(cfg: DictConfig) -> int:
     """Validate, then train or play. Returns the process exit code."""
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s %(name)s] %(message)s", datefmt="%H:%M:%S")
     validate(cfg)
     resolve_seed(cfg)
     _setup_torch(cfg)

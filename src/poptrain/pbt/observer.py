@@ -60,6 +60,7 @@ class StartInfo:
     parent: dict[str, int] | None = None
     decision_time: float | None = None  # wall time of the decision that caused this restart
     event: str = ""  # lineage event of that decision (exploit / mutate)
+    objective: float = math.nan  # objective carried over until this process has finished episodes
 
 
 _START = StartInfo()
@@ -110,6 +111,7 @@ def initial_pbt_check(cfg: DictConfig) -> StartInfo:
             parent=restart_state.get("parent"),
             decision_time=restart_state.get("decision_time"),
             event=str(restart_state.get("event", "")),
+            objective=float(restart_state.get("objective", math.nan)),
         )
         return _START
 
@@ -125,6 +127,7 @@ def initial_pbt_check(cfg: DictConfig) -> StartInfo:
             restarts=latest.restarts,
             exploits=latest.exploits,
             parent=latest.parent,
+            objective=latest.objective,
         )
         ws.append_lineage(
             "resume", member, source=None, source_iteration=None, iteration=latest.iteration,
@@ -199,6 +202,10 @@ class PbtAlgoObserver(AlgoObserver):
         self.bookkeeping_s = 0.0
         self.last_decision = "none"
         self.last_objective = math.nan
+        # Until this process has its own finished episodes, the objective is the one its weights came with
+        # (the leader's after an exploit, the saved one after a restart/resume): episodes can be longer
+        # than an interval, and an empty window must not read as "unknown" (NaN never ranks).
+        self.carried_objective = float(start.objective)
 
     # ---- rl_games hooks --------------------------------------------------------------------------
     def after_init(self, algo: Any) -> None:
@@ -219,7 +226,8 @@ class PbtAlgoObserver(AlgoObserver):
         frames = int(self.algo.frame)
         interval = int(self.p.interval_steps)
         if self.next_frame is None:
-            self.next_frame = max(int(self.p.start_after), (frames // interval) * interval)
+            # first epoch of this process (fresh, or restored at a later frame count): next mark strictly ahead
+            self.next_frame = max(int(self.p.start_after), (frames // interval + 1) * interval)
         if frames >= self.next_frame:
             self.next_frame = (frames // interval + 1) * interval
             self._pbt_iteration(frames, t0)
@@ -254,7 +262,9 @@ class PbtAlgoObserver(AlgoObserver):
         self.window.extend(finite)
 
     def objective(self) -> float:
-        return float(sum(self.window) / len(self.window)) if self.window else math.nan
+        if self.window:
+            return float(sum(self.window) / len(self.window))
+        return self.carried_objective
 
     # ---- one PBT iteration ---------------------------------------------------------------------------
     def _state(self) -> dict[str, Any]:
@@ -353,6 +363,8 @@ class PbtAlgoObserver(AlgoObserver):
         )
         if hot:
             self.algo.set_full_state_weights(state, set_epoch=False)
+            self.window.clear()
+            self.carried_objective = float(leader.objective)
             # the leader's optimizer state carries the leader's lr: re-apply every live key we track
             live.apply_live(self.algo, {k: v for k, v in new.items() if live.is_live(k, self.algo)})
             self.params = new
@@ -360,7 +372,7 @@ class PbtAlgoObserver(AlgoObserver):
                                    latency_s=time.time() - decision_time, **event)
             return
         self.ws.append_lineage("exploit", self.member, mode="restart", **event)
-        self._restart(new, state, decision_time, "exploit")
+        self._restart(new, state, decision_time, "exploit", float(leader.objective))
 
     def _mutate_own(self, frames: int) -> None:
         decision_time = time.time()
@@ -376,10 +388,12 @@ class PbtAlgoObserver(AlgoObserver):
             self.ws.append_lineage("mutate", self.member, mode="hot_swap", **event)
             return
         self.ws.append_lineage("mutate", self.member, mode="restart", **event)
-        self._restart(new, self._state(), decision_time, "mutate")
+        self._restart(new, self._state(), decision_time, "mutate", self.objective())
 
-    def _restart(self, new: dict[str, Any], state: dict[str, Any], decision_time: float, event: str) -> None:
-        path = self.ws.member_dir(self.member) / "restart.pth"
+    def _restart(
+        self, new: dict[str, Any], state: dict[str, Any], decision_time: float, event: str, objective: float
+    ) -> None:
+        path = Path(self.algo.nn_dir) / "pbt_restart.pth"  # the member's own folder, not the shared workspace
         atomic_torch_save(state, path)
         self.restarts += 1
         argv = restart_argv(self.overrides, {**new, "checkpoint": str(path)})
@@ -387,7 +401,7 @@ class PbtAlgoObserver(AlgoObserver):
             argv,
             {
                 "iteration": self.iteration, "restarts": self.restarts, "exploits": self.exploits,
-                "parent": self.parent, "decision_time": decision_time, "event": event,
+                "parent": self.parent, "decision_time": decision_time, "event": event, "objective": objective,
             },
             self.writer,
         )
