@@ -27,6 +27,7 @@ os.makedirs(out_dir, exist_ok=True)
 record = {
     "argv": sys.argv[1:],
     "cwd": os.getcwd(),
+    "pid": os.getpid(),
     "env": {
         k: os.environ.get(k) for k in ("CUDA_VISIBLE_DEVICES", "POPTRAIN_LAUNCH_ATTEMPT", "POPTRAIN_TEST_ENV")
     },

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import subprocess
@@ -32,6 +33,7 @@ def child_run(
     )
 
 
+@functools.lru_cache(maxsize=1)
 def slurm_conf_or_reason() -> tuple[str | None, str]:
     """(SLURM_CONF, '') when the local cluster answers, else (None, why not)."""
     conf = os.environ.get("SLURM_CONF") or DEFAULT_SLURM_CONF
@@ -45,5 +47,6 @@ def slurm_conf_or_reason() -> tuple[str | None, str]:
     except subprocess.TimeoutExpired:
         return None, "no SLURM cluster: scontrol ping timed out"
     if ping.returncode != 0 or "UP" not in ping.stdout:
-        return None, f"no SLURM cluster: scontrol ping says {ping.stdout.strip() or ping.stderr.strip()!r}"
+        said = (ping.stdout.strip() or ping.stderr.strip()).splitlines()[:1]
+        return None, f"no SLURM cluster: scontrol ping says {said} (run: bash scripts/slurm-local.sh start)"
     return conf, ""

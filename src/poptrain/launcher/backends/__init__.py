@@ -215,7 +215,11 @@ class Backend:
             if deadline is not None and time.monotonic() > deadline:
                 running = [s.name for s in statuses if not s.state.terminal]
                 raise LaunchError(f"{self.name}: jobs still not finished after {timeout_s} s: {running}")
-            time.sleep(self.poll_interval_s)
+            self.pause(self.poll_interval_s)
+
+    def pause(self, seconds: float) -> None:
+        """Sleep between two polls of :meth:`wait` (a backend may wake up early when a job ends)."""
+        time.sleep(seconds)
 
 
 def backend_classes() -> dict[str, type[Backend]]:

@@ -2,7 +2,8 @@
 
 The job template is a shell-style command line with ``{{placeholders}}``; every placeholder is replaced by
 its value *shell-quoted*, and the result is split with ``shlex.split`` into the ``ngc`` argv, so what
-``--ngc_print_only`` prints is exactly what runs. Placeholders:
+``--ngc_print_only`` prints is exactly what runs. A placeholder must stand unquoted in the template (its
+value is quoted for you). Placeholders:
 
 =================  ============================================================================
 ``job_name``       ``<run_name>-<experiment name>`` (NGC job names allow letters, digits, ``-_.``)
@@ -134,6 +135,19 @@ class NgcBackend(Backend):
             raise ConfigError(
                 f"{template_source}: the template has no placeholders; valid: {', '.join(PLACEHOLDERS)}"
             )
+        try:
+            # Split once; placeholders fill whole argv elements (so they must not sit inside quotes).
+            self._tokens = shlex.split(self.template.strip())
+        except ValueError as exc:
+            raise ConfigError(f"{template_source}: cannot be split like a shell command: {exc}") from None
+        probe = {name: f"<{name} 'x' y>" for name in PLACEHOLDERS}  # must survive as one element each
+        as_text = shlex.split(
+            fill_template(self.template.strip(), {k: shlex.quote(v) for k, v in probe.items()})
+        )
+        if as_text != [fill_template(token, probe) for token in self._tokens]:
+            raise ConfigError(
+                f"{template_source}: a {{{{placeholder}}}} sits inside quotes; valid: unquoted (values are quoted for you)"
+            )
         self.instance = instance
         self.image = image
         self.workspace = workspace
@@ -207,7 +221,8 @@ class NgcBackend(Backend):
                 "cmd": p.cmd,
             }
             text = fill_template(self.template.strip(), {k: shlex.quote(v) for k, v in values.items()})
-            rendered.append(RenderedJob(planned=p, text=text, argv=shlex.split(text)))
+            argv = [fill_template(token, values) for token in self._tokens]
+            rendered.append(RenderedJob(planned=p, text=text, argv=argv))
         return rendered
 
     def submit(self, rendered: Sequence[RenderedJob]) -> None:

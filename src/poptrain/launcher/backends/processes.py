@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import select
 import shlex
 import signal
 import subprocess
@@ -64,6 +65,7 @@ class _Child:
     started_at: float = 0.0
     runtime_before_s: float = 0.0
     cancel_requested: bool = False
+    pidfd: int | None = None
 
 
 class ProcessesBackend(Backend):
@@ -80,7 +82,7 @@ class ProcessesBackend(Backend):
         max_restarts: int = 0,
         pause_between: float = 0.0,
         inherited_cuda_visible_devices: str | None = None,
-        poll_interval_s: float = 0.05,
+        poll_interval_s: float = 0.25,
         kill_grace_s: float = 5.0,
         base_env: Mapping[str, str] | None = None,
     ):
@@ -212,6 +214,7 @@ class ProcessesBackend(Backend):
                 child.status.reason = f"could not start {child.rendered.argv[0]!r}: {exc.strerror}"
                 return
         child.gpu = gpu
+        child.pidfd = _pidfd_open(child.popen.pid)
         child.started_at = time.monotonic()
         child.status.state = JobState.RUNNING
         child.status.job_id = str(child.popen.pid)
@@ -222,6 +225,9 @@ class ProcessesBackend(Backend):
         assert child.popen is not None
         _kill_group(child.popen.pid, signal.SIGKILL)  # leftovers of a finished experiment are orphans
         child.popen = None
+        if child.pidfd is not None:
+            os.close(child.pidfd)
+            child.pidfd = None
         if child.gpu is not None:
             self._gpu_usage[child.gpu] -= 1
             child.gpu = None
@@ -259,8 +265,19 @@ class ProcessesBackend(Backend):
                     child.status.runtime_s = child.runtime_before_s + now - child.started_at
         self._launch_ready()
         for child in self._children:
-            child.status.last_line = last_log_line(child.log_path)
+            if child.popen is not None or child.status.state.terminal and not child.status.last_line:
+                child.status.last_line = last_log_line(child.log_path)
         return [JobStatus(**vars(c.status)) for c in self._children]
+
+    def pause(self, seconds: float) -> None:
+        """Sleep until a child exits or ``seconds`` pass (pidfds), so a freed slot is refilled at once."""
+        if self._queue and self.pause_between > 0:
+            seconds = min(seconds, max(0.0, self._last_launch + self.pause_between - time.monotonic()))
+        fds = [c.pidfd for c in self._children if c.pidfd is not None]
+        if fds:
+            select.select(fds, [], [], seconds)
+        else:
+            time.sleep(seconds)
 
     def cancel(self) -> None:
         while self._queue:
@@ -286,6 +303,17 @@ class ProcessesBackend(Backend):
                 _kill_group(child.popen.pid, signal.SIGKILL)
                 child.popen.wait()
             self._reap(child, child.popen.returncode)
+
+
+def _pidfd_open(pid: int) -> int | None:
+    """A file descriptor that becomes readable when ``pid`` exits (None where pidfds are unsupported)."""
+    opener = getattr(os, "pidfd_open", None)
+    if opener is None:
+        return None
+    try:
+        return int(opener(pid))
+    except OSError:
+        return None
 
 
 def _kill_group(pgid: int, sig: signal.Signals) -> None:
