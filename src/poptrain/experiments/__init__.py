@@ -1,0 +1,1 @@
+"""Example RUN_DESCRIPTION modules for ``poptrain-launch --run poptrain.experiments.<module>``."""

@@ -1,0 +1,235 @@
+"""The backend contract: render -> submit -> observe (poll / wait) -> cancel.
+
+Every backend turns the planned experiments into :class:`RenderedJob` values first (the command line, the
+sbatch script, the ``ngc batch run`` command): pure text that tests compare with expected text and that
+``--dry_run`` / ``--*_print_only`` print. ``submit`` starts them; ``poll`` reports one :class:`JobStatus`
+per job; ``wait`` polls until every job is terminal; ``cancel`` stops whatever still runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import enum
+import os
+import re
+import shutil
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from poptrain.errors import ConfigError, LaunchError
+from poptrain.launcher.run_description import PlannedExperiment
+
+LOG_NAME = "log.txt"
+"""Each experiment's stdout+stderr go to ``<output_dir>/log.txt`` (processes and slurm backends)."""
+
+
+class JobState(str, enum.Enum):
+    """Where a job is in its life; the last four are terminal."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    TIMEOUT = "timeout"
+
+    @property
+    def terminal(self) -> bool:
+        """True once the job will not change state again."""
+        return self in (JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED, JobState.TIMEOUT)
+
+
+@dataclass(frozen=True)
+class RenderedJob:
+    """One experiment as its backend will start it."""
+
+    planned: PlannedExperiment
+    """What to run."""
+    text: str
+    """The rendered form (command line, sbatch script, ngc command) printed by --dry_run."""
+    argv: list[str] = field(default_factory=list)
+    """What the launcher executes to start it (the child itself, or ``sbatch``/``ngc`` with arguments)."""
+    path: str | None = None
+    """A file this rendering is written to on submit (sbatch script), if any."""
+
+    @property
+    def name(self) -> str:
+        """The experiment name."""
+        return self.planned.name
+
+
+@dataclass
+class JobStatus:
+    """What the launcher knows about one job right now."""
+
+    name: str
+    """Experiment name."""
+    state: JobState = JobState.PENDING
+    """Current state."""
+    job_id: str = ""
+    """Backend id: a pid, a SLURM job id, an NGC job id."""
+    exit_code: int | None = None
+    """Exit code once terminal (None when unknown)."""
+    restarts: int = 0
+    """How many times the launcher relaunched it after a crash."""
+    runtime_s: float = 0.0
+    """Seconds it has been running (total over restarts)."""
+    last_line: str = ""
+    """The last non-empty line of its log, when the backend can see it."""
+    reason: str = ""
+    """Why it is in this state, when the backend says (e.g. a time limit, an sbatch error)."""
+
+
+def last_log_line(path: str | None, max_bytes: int = 4096) -> str:
+    """The last non-empty line of a log file ('' when absent); reads only its tail."""
+    if not path:
+        return ""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - max_bytes))
+            tail = f.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+    for line in reversed(tail.splitlines()):
+        if line.strip():
+            return line.strip()[:200]
+    return ""
+
+
+def atomic_write(path: str, text: str, mode: int = 0o644) -> None:
+    """Write a file another process reads: temp file in the same folder, then os.replace."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    tmp = os.path.join(folder, f".{os.path.basename(path)}.tmp.{os.getpid()}")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.chmod(tmp, mode)
+    os.replace(tmp, path)
+
+
+def require_executable(name: str, print_only_flag: str) -> str:
+    """The path of ``name`` on PATH, or a LaunchError saying so and suggesting the print-only flag."""
+    path = shutil.which(name)
+    if path is None:
+        raise LaunchError(
+            f"'{name}' is not on PATH; install its CLI, or use {print_only_flag} to only render the jobs"
+        )
+    return path
+
+
+# ---- {{placeholder}} templates ----------------------------------------------------------------------
+_PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
+
+
+def template_placeholders(template: str) -> list[str]:
+    """The ``{{name}}`` placeholders in a template, in order of first use."""
+    seen: list[str] = []
+    for match in _PLACEHOLDER.finditer(template):
+        if match.group(1) not in seen:
+            seen.append(match.group(1))
+    return seen
+
+
+def check_template(template: str, valid: Sequence[str], source: str) -> None:
+    """Raise ConfigError naming every unknown placeholder in ``template`` and the valid ones."""
+    unknown = [p for p in template_placeholders(template) if p not in valid]
+    if unknown:
+        raise ConfigError(
+            f"{source}: unknown placeholder(s) {', '.join('{{' + u + '}}' for u in unknown)}; "
+            f"valid: {', '.join('{{' + v + '}}' for v in valid)}"
+        )
+
+
+def fill_template(template: str, values: Mapping[str, str]) -> str:
+    """Replace every ``{{name}}`` with ``values[name]`` in one pass (values are not re-scanned)."""
+    return _PLACEHOLDER.sub(lambda m: values[m.group(1)], template)
+
+
+def read_template(path: str, flag: str) -> str:
+    """The text of a user template file, or a ConfigError naming the flag and the path."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except OSError as exc:
+        raise ConfigError(f"{flag} {path!r} cannot be read: {exc.strerror}") from None
+
+
+# ---- the contract -----------------------------------------------------------------------------------
+class Backend:
+    """Base class of the backends; subclasses implement render/submit/poll/cancel."""
+
+    name: ClassVar[str] = ""
+    """The value of ``--backend`` that selects this backend."""
+    attached: ClassVar[bool] = False
+    """True when the jobs live only as long as the launcher (it must wait for them)."""
+    poll_interval_s: float = 1.0
+    """Seconds between polls in :meth:`wait`."""
+
+    @classmethod
+    def add_args(cls, parser: argparse.ArgumentParser) -> None:
+        """Add this backend's own command-line arguments."""
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> Backend:
+        """Build the backend from parsed arguments (validating them)."""
+        raise NotImplementedError
+
+    @property
+    def print_only(self) -> bool:
+        """True when submit must only print what it would do."""
+        return False
+
+    def render(self, planned: Sequence[PlannedExperiment]) -> list[RenderedJob]:
+        """Turn the planned experiments into text; starts nothing, writes nothing."""
+        raise NotImplementedError
+
+    def submit(self, rendered: Sequence[RenderedJob]) -> None:
+        """Start (or enqueue) the rendered jobs."""
+        raise NotImplementedError
+
+    def poll(self) -> list[JobStatus]:
+        """One observation of every submitted job (processes: also advances its scheduler)."""
+        raise NotImplementedError
+
+    def cancel(self) -> None:
+        """Stop every job that has not finished; idempotent."""
+        raise NotImplementedError
+
+    def wait(
+        self,
+        timeout_s: float | None = None,
+        on_update: Callable[[list[JobStatus]], None] | None = None,
+    ) -> list[JobStatus]:
+        """Poll until every job is terminal (or ``timeout_s`` passes: LaunchError); return the statuses."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while True:
+            statuses = self.poll()
+            if on_update is not None:
+                on_update(statuses)
+            if all(s.state.terminal for s in statuses):
+                return statuses
+            if deadline is not None and time.monotonic() > deadline:
+                running = [s.name for s in statuses if not s.state.terminal]
+                raise LaunchError(f"{self.name}: jobs still not finished after {timeout_s} s: {running}")
+            self.pause(self.poll_interval_s)
+
+    def pause(self, seconds: float) -> None:
+        """Sleep between two polls of :meth:`wait` (a backend may wake up early when a job ends)."""
+        time.sleep(seconds)
+
+
+def backend_classes() -> dict[str, type[Backend]]:
+    """``--backend`` value -> class."""
+    from poptrain.launcher.backends.ngc import NgcBackend
+    from poptrain.launcher.backends.processes import ProcessesBackend
+    from poptrain.launcher.backends.slurm import SlurmBackend
+
+    return {cls.name: cls for cls in (ProcessesBackend, SlurmBackend, NgcBackend)}
+
+
+BACKEND_NAMES = ("processes", "slurm", "ngc")
+"""Valid values of ``--backend``."""

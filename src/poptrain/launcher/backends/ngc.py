@@ -1,0 +1,283 @@
+"""Submit each experiment as one NVIDIA GPU Cloud job (``ngc batch run``).
+
+The job template is a shell-style command line with ``{{placeholders}}``; every placeholder is replaced by
+its value *shell-quoted*, and the result is split with ``shlex.split`` into the ``ngc`` argv, so what
+``--ngc_print_only`` prints is exactly what runs. A placeholder must stand unquoted in the template (its
+value is quoted for you). Placeholders:
+
+=================  ============================================================================
+``job_name``       ``<run_name>-<experiment name>`` (NGC job names allow letters, digits, ``-_.``)
+``name``           the experiment name;  ``run_name``: the run's name
+``instance``       ``--ngc_instance``;  ``image``: ``--ngc_image``
+``workspace``      ``--ngc_workspace`` (an NGC workspace id or name)
+``workspace_mount`` ``<workspace>:<ngc_workspace_mount>:RW``
+``result_dir``     ``--ngc_result_dir`` (NGC's per-job result folder inside the container)
+``commandline``    ``cd <ngc_workdir> && [export K=V &&] <cmd>``: what the container runs under bash
+``cmd``            the experiment command, shell-quoted
+=================  ============================================================================
+
+Submitting reads the job id from ``ngc batch run ... --format_type json`` (key ``id``, or ``job.id``);
+``poll`` runs ``ngc batch info <id> --format_type json`` and reads ``jobStatus.status``; ``cancel`` runs
+``ngc batch kill <id>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shlex
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from poptrain.errors import ConfigError, LaunchError
+from poptrain.launcher.backends import (
+    Backend,
+    JobState,
+    JobStatus,
+    RenderedJob,
+    check_template,
+    fill_template,
+    read_template,
+    require_executable,
+)
+from poptrain.launcher.run_description import PlannedExperiment
+
+log = logging.getLogger(__name__)
+
+PLACEHOLDERS = (
+    "job_name",
+    "name",
+    "run_name",
+    "instance",
+    "image",
+    "workspace",
+    "workspace_mount",
+    "result_dir",
+    "commandline",
+    "cmd",
+)
+"""Valid ``{{placeholders}}`` of an NGC job template."""
+
+DEFAULT_JOB_TEMPLATE = (
+    "ngc batch run --name {{job_name}} --instance {{instance}} --image {{image}} "
+    "--workspace {{workspace_mount}} --result {{result_dir}} --commandline {{commandline}} "
+    "--format_type json"
+)
+"""The built-in ``ngc batch run`` template."""
+
+_STATUS_MAP = {
+    "CREATED": JobState.PENDING,
+    "QUEUED": JobState.PENDING,
+    "PENDING_STORAGE_CREATION": JobState.PENDING,
+    "STARTING": JobState.PENDING,
+    "RUNNING": JobState.RUNNING,
+    "PENDING_TERMINATION": JobState.RUNNING,
+    "FINISHED_SUCCESS": JobState.COMPLETED,
+    "FAILED": JobState.FAILED,
+    "FAILED_RUN_LIMIT_EXCEEDED": JobState.TIMEOUT,
+    "KILLED_BY_USER": JobState.CANCELLED,
+    "KILLED_BY_ADMIN": JobState.CANCELLED,
+    "KILLED_BY_SYSTEM": JobState.FAILED,
+    "TASK_LOST": JobState.FAILED,
+    "INFINITY_POOL_MISSING": JobState.FAILED,
+    "IM_INTERNAL_ERROR": JobState.FAILED,
+    "RESOURCE_RELEASED": JobState.COMPLETED,
+}
+
+
+def map_ngc_status(status: str) -> JobState:
+    """Our JobState for an NGC jobStatus.status (unknown values count as RUNNING)."""
+    return _STATUS_MAP.get(status.upper(), JobState.RUNNING)
+
+
+@dataclass
+class _Submitted:
+    rendered: RenderedJob
+    status: JobStatus
+
+
+def _job_id(payload: Any) -> str:
+    if isinstance(payload, dict):
+        if "id" in payload:
+            return str(payload["id"])
+        if isinstance(payload.get("job"), dict) and "id" in payload["job"]:
+            return str(payload["job"]["id"])
+    if isinstance(payload, list) and payload:
+        return _job_id(payload[0])
+    return ""
+
+
+class NgcBackend(Backend):
+    """One ``ngc batch run`` job per experiment."""
+
+    name = "ngc"
+    attached = False
+
+    def __init__(
+        self,
+        instance: str = "dgx1v.32g.1.norm",
+        image: str = "nvcr.io/nvidia/pytorch:24.01-py3",
+        workspace: str = "",
+        workspace_mount: str = "/workspace",
+        workdir: str = "/workspace",
+        result_dir: str = "/results",
+        print_only: bool = False,
+        template: str | None = None,
+        template_source: str = "--ngc_job_template",
+        poll_interval_s: float = 10.0,
+    ):
+        self.template = DEFAULT_JOB_TEMPLATE if template is None else template
+        check_template(self.template, PLACEHOLDERS, template_source)
+        if "{{" not in self.template or not self.template.strip():
+            raise ConfigError(
+                f"{template_source}: the template has no placeholders; valid: {', '.join(PLACEHOLDERS)}"
+            )
+        try:
+            # Split once; placeholders fill whole argv elements (so they must not sit inside quotes).
+            self._tokens = shlex.split(self.template.strip())
+        except ValueError as exc:
+            raise ConfigError(f"{template_source}: cannot be split like a shell command: {exc}") from None
+        probe = {name: f"<{name} 'x' y>" for name in PLACEHOLDERS}  # must survive as one element each
+        as_text = shlex.split(
+            fill_template(self.template.strip(), {k: shlex.quote(v) for k, v in probe.items()})
+        )
+        if as_text != [fill_template(token, probe) for token in self._tokens]:
+            raise ConfigError(
+                f"{template_source}: a {{{{placeholder}}}} sits inside quotes; valid: unquoted (values are quoted for you)"
+            )
+        self.instance = instance
+        self.image = image
+        self.workspace = workspace
+        self.workspace_mount = workspace_mount
+        self.workdir = workdir
+        self.result_dir = result_dir
+        self._print_only = print_only
+        self.poll_interval_s = poll_interval_s
+        self._jobs: list[_Submitted] = []
+
+    @property
+    def print_only(self) -> bool:
+        return self._print_only
+
+    @classmethod
+    def add_args(cls, parser: argparse.ArgumentParser) -> None:
+        g = parser.add_argument_group("ngc backend")
+        g.add_argument("--ngc_job_template", default=None, help="job template file with {{placeholders}}")
+        g.add_argument("--ngc_print_only", action="store_true", help="print the ngc commands; run nothing")
+        g.add_argument("--ngc_instance", default="dgx1v.32g.1.norm", help="NGC instance type")
+        g.add_argument("--ngc_image", default="nvcr.io/nvidia/pytorch:24.01-py3", help="container image")
+        g.add_argument("--ngc_workspace", default="", help="NGC workspace (id or name) mounted read-write")
+        g.add_argument("--ngc_workspace_mount", default="/workspace", help="where the workspace is mounted")
+        g.add_argument(
+            "--ngc_workdir", default="/workspace", help="folder the job cd's into before the command"
+        )
+        g.add_argument("--ngc_result_dir", default="/results", help="NGC result folder in the container")
+        g.add_argument("--ngc_wait", action="store_true", help="stay and show job states until all finish")
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> NgcBackend:
+        template = None
+        if args.ngc_job_template:
+            template = read_template(args.ngc_job_template, "--ngc_job_template")
+        if not args.ngc_print_only and not args.dry_run and not args.ngc_workspace and template is None:
+            raise ConfigError(
+                "--ngc_workspace is empty; valid: an NGC workspace id or name (or use --ngc_print_only)"
+            )
+        return cls(
+            instance=args.ngc_instance,
+            image=args.ngc_image,
+            workspace=args.ngc_workspace,
+            workspace_mount=args.ngc_workspace_mount,
+            workdir=args.ngc_workdir,
+            result_dir=args.ngc_result_dir,
+            print_only=args.ngc_print_only,
+            template=template,
+            template_source=f"--ngc_job_template {args.ngc_job_template}",
+        )
+
+    def commandline(self, p: PlannedExperiment) -> str:
+        """The shell command the container runs for one experiment."""
+        parts = [f"cd {shlex.quote(self.workdir)}"]
+        parts += [f"export {k}={shlex.quote(v)}" for k, v in (p.env_vars or {}).items()]
+        parts.append(p.cmd)
+        return " && ".join(parts)
+
+    def render(self, planned: Sequence[PlannedExperiment]) -> list[RenderedJob]:
+        rendered = []
+        for p in planned:
+            values = {
+                "job_name": f"{p.run_name}-{p.name}",
+                "name": p.name,
+                "run_name": p.run_name,
+                "instance": self.instance,
+                "image": self.image,
+                "workspace": self.workspace,
+                "workspace_mount": f"{self.workspace}:{self.workspace_mount}:RW",
+                "result_dir": self.result_dir,
+                "commandline": self.commandline(p),
+                "cmd": p.cmd,
+            }
+            text = fill_template(self.template.strip(), {k: shlex.quote(v) for k, v in values.items()})
+            argv = [fill_template(token, values) for token in self._tokens]
+            rendered.append(RenderedJob(planned=p, text=text, argv=argv))
+        return rendered
+
+    def submit(self, rendered: Sequence[RenderedJob]) -> None:
+        errors = []
+        for r in rendered:
+            program = require_executable(r.argv[0], "--ngc_print_only")
+            status = JobStatus(name=r.name)
+            self._jobs.append(_Submitted(rendered=r, status=status))
+            proc = subprocess.run([program, *r.argv[1:]], capture_output=True, text=True)
+            try:
+                job_id = _job_id(json.loads(proc.stdout)) if proc.returncode == 0 else ""
+            except json.JSONDecodeError:
+                job_id = ""
+            if job_id:
+                status.job_id = job_id
+                log.info("submitted %s as NGC job %s", r.name, job_id)
+                continue
+            status.state = JobState.FAILED
+            status.reason = (
+                f"{r.argv[0]} failed (exit {proc.returncode}): {(proc.stderr or proc.stdout).strip()[:500]}"
+            )
+            errors.append(f"{r.name}: {status.reason}")
+        for message in errors:
+            log.error("%s", message)
+
+    def _ngc(self, *args: str) -> subprocess.CompletedProcess[str]:
+        program = require_executable("ngc", "--ngc_print_only")
+        return subprocess.run([program, *args], capture_output=True, text=True)
+
+    def poll(self) -> list[JobStatus]:
+        for j in self._jobs:
+            if not j.status.job_id or j.status.state.terminal:
+                continue
+            proc = self._ngc("batch", "info", j.status.job_id, "--format_type", "json")
+            if proc.returncode != 0:
+                raise LaunchError(
+                    f"ngc batch info {j.status.job_id} failed (exit {proc.returncode}): {proc.stderr.strip()}"
+                )
+            try:
+                info = json.loads(proc.stdout)
+            except json.JSONDecodeError:
+                raise LaunchError(
+                    f"ngc batch info {j.status.job_id} printed no JSON: {proc.stdout[:200]!r}"
+                ) from None
+            job_status = info.get("jobStatus", {}) if isinstance(info, dict) else {}
+            ngc_state = str(job_status.get("status", ""))
+            j.status.state = map_ngc_status(ngc_state)
+            j.status.reason = ngc_state
+            if "exitCode" in job_status:
+                j.status.exit_code = int(job_status["exitCode"])
+        return [JobStatus(**vars(j.status)) for j in self._jobs]
+
+    def cancel(self) -> None:
+        for j in self._jobs:
+            if j.status.job_id and not j.status.state.terminal:
+                proc = self._ngc("batch", "kill", j.status.job_id)
+                if proc.returncode != 0:
+                    raise LaunchError(f"ngc batch kill {j.status.job_id} failed: {proc.stderr.strip()}")

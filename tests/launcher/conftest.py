@@ -1,0 +1,36 @@
+"""Fixtures for the launcher tests: the local SLURM cluster (skip when absent) and a fake ngc on PATH."""
+
+from __future__ import annotations
+
+import os
+import stat
+import sys
+from pathlib import Path
+
+import pytest
+from launcher_helpers import HERE, slurm_conf_or_reason
+
+
+@pytest.fixture
+def slurm_cluster(monkeypatch: pytest.MonkeyPatch) -> str:
+    """SLURM_CONF of the running local cluster (skips the test when there is none)."""
+    conf, reason = slurm_conf_or_reason()
+    if conf is None:
+        pytest.skip(reason)
+    monkeypatch.setenv("SLURM_CONF", conf)
+    return conf
+
+
+@pytest.fixture
+def fake_ngc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Puts a recording ``ngc`` on PATH; returns its state folder (calls.jsonl, jobs/)."""
+    bin_dir = tmp_path / "fake_bin"
+    state = tmp_path / "fake_ngc_state"
+    bin_dir.mkdir()
+    state.mkdir()
+    ngc = bin_dir / "ngc"
+    ngc.write_text(f'#!/bin/sh\nexec {sys.executable} {HERE / "fake_ngc.py"} "$@"\n')
+    ngc.chmod(ngc.stat().st_mode | stat.S_IXUSR)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_NGC_DIR", str(state))
+    return state
