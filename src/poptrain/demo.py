@@ -1,23 +1,35 @@
-"""The README's main job: train Cartpole on CPU, then play the result (replaced by a PBT population
-once the engine lands)."""
+"""The README's main job: a PBT population of 4 on Cartpole (processes backend, CPU), then its leaderboard.
+
+    python -m poptrain.demo [--train_dir DIR]
+
+Equivalent to ``poptrain-launch --run poptrain.experiments.cartpole_pbt --backend processes --max_parallel 4``
+followed by ``poptrain status <train_dir>/cartpole_pbt/cartpole``.
+"""
 
 from __future__ import annotations
 
-import subprocess
+import argparse
 import sys
 from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> int:
-    train_dir = Path("runs/demo")
-    train = [sys.executable, "-m", "poptrain.train", "task=Cartpole", f"train_dir={train_dir}",
-             "experiment=cartpole_demo", "max_iterations=60"]
-    if subprocess.run(train, check=False).returncode != 0:
-        return 1
-    ckpt = train_dir / "cartpole_demo" / "nn" / "cartpole_demo.pth"
-    play = [sys.executable, "-m", "poptrain.train", "task=Cartpole", "test=True", f"checkpoint={ckpt}",
-            "sigma=0.0", "num_envs=64"]
-    return subprocess.run(play, check=False).returncode
+    parser = argparse.ArgumentParser(prog="python -m poptrain.demo", description=__doc__.splitlines()[0])
+    parser.add_argument("--train_dir", default="train_dir", help="output root (default: ./train_dir)")
+    args = parser.parse_args(argv)
+
+    from poptrain.cli import main as poptrain_main
+    from poptrain.experiments import cartpole_pbt
+    from poptrain.launcher.run import main as launch
+
+    code = launch([
+        "--run", "poptrain.experiments.cartpole_pbt", "--backend", "processes", "--train_dir", args.train_dir,
+        "--max_parallel", str(cartpole_pbt.NUM_POLICIES), "--pause_between", "0",
+    ])
+    run_dir = Path(args.train_dir) / "cartpole_pbt" / "cartpole"
+    print(f"\nleaderboard of {run_dir} (report: poptrain report {run_dir})", flush=True)
+    status = poptrain_main(["status", str(run_dir)])
+    return code or status
 
 
 if __name__ == "__main__":
