@@ -2,21 +2,26 @@
 
 Parts (each a function returning rows; ``main`` prints them):
 
-- (a) share of wall time spent in PBT bookkeeping for a population of 8 (goal < 1 %) -- to be added by the lead
-  (needs the observer and real training runs).
+- (a) ``part_a_bookkeeping_share``: share of wall time spent in PBT bookkeeping (every observer hook: per-step
+  objective tracking, checkpoint + metadata writes, reading the population, deciding, hot swaps) for a real
+  population of 8 Cartpole members on this CPU (goal < 1 %).
 - (b) ``part_b_iteration_cost``: one PBT iteration's cost beyond the member's own checkpoint write -- read the
   population's newest metadata from a shared workspace, build the table, decide -- against population sizes
   8/64/256 with synthetic members (goal: < 50 ms at 64).
-- (c) exploit latency, hot swap vs os.execv restart (goal: hot swap < 1 s) -- to be added by the lead.
+- (c) ``part_c_exploit_latency``: exploit latency from the decision to the member's next training step, hot swap
+  (weights + optimizer loaded in process) vs os.execv restart (until the first env step of the new process),
+  read from the lineage log of the same population run as (a) (goal: hot swap < 1 s).
 
-Run: ``.venv/bin/python benchmarks/pbt_overhead.py --parts b``
+Run: ``.venv/bin/python benchmarks/pbt_overhead.py`` (all parts; ``--parts b`` for the synthetic one only).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -134,10 +139,96 @@ def _print_b(rows: list[dict]) -> None:
         )
 
 
+# ---- (a) and (c): one real population run -------------------------------------------------------------------
+_POPULATION: dict[str, Path] = {}
+
+
+def _population_workspace(n: int = 8, epochs: int = 100, num_envs: int = 1024) -> Path:
+    """Run (once per benchmark process) ``n`` real Cartpole members sharing a temp workspace; return it.
+
+    Mutation set ``cartpole_env`` (live keys + one task parameter) and the threshold rule with zero margins
+    make exploits frequent, so both hot swaps and os.execv restarts happen. The interval is pbt_default's
+    (163,840 frames = 10 epochs at 1,024 envs x horizon 16)."""
+    n = int(os.environ.get("PBT_BENCH_MEMBERS", n))
+    epochs = int(os.environ.get("PBT_BENCH_EPOCHS", epochs))
+    num_envs = int(os.environ.get("PBT_BENCH_ENVS", num_envs))
+    if "ws" in _POPULATION:
+        return _POPULATION["ws"]
+    root = Path(tempfile.mkdtemp(prefix="pbt_overhead_"))
+    ws = root / "workspace"
+    frames_per_epoch = num_envs * 16
+    procs = []
+    for i in range(n):
+        argv = [
+            sys.executable, "-m", "poptrain.train", "task=Cartpole", f"num_envs={num_envs}",
+            f"max_iterations={epochs}", f"train_dir={root / 'runs'}", f"experiment=m{i}",
+            "train.params.config.save_frequency=0", "pbt=pbt_default", "pbt/mutation=cartpole_env",
+            f"pbt.num_policies={n}", f"pbt.policy_idx={i}", f"pbt.workspace={ws}",
+            f"pbt.interval_steps={10 * frames_per_epoch}", f"pbt.start_after={10 * frames_per_epoch}",
+            f"pbt.initial_delay={10 * frames_per_epoch}", "pbt.replace_rule=threshold", "pbt.threshold_std=0",
+            "pbt.threshold_abs=0", "pbt.mutation_rate=0.4",
+        ]
+        log = (root / f"log{i}.txt").open("w")
+        procs.append(subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ)))
+    t0 = time.perf_counter()
+    codes = [p.wait() for p in procs]
+    print(f"population of {n}: {epochs} epochs x {frames_per_epoch} frames each, wall {time.perf_counter() - t0:.1f} s, "
+          f"exit codes {codes}, workspace {ws}")
+    if any(codes):
+        raise SystemExit(f"a member failed; logs in {root}")
+    _POPULATION["ws"] = ws
+    return ws
+
+
+def part_a_bookkeeping_share() -> list[dict]:
+    ws = Workspace(_population_workspace())
+    rows = []
+    for member in ws.members():
+        final = ws.latest(member)
+        assert final is not None and final.finished, f"member {member} did not finish"
+        book, wall = float(final.extra["bookkeeping_s"]), float(final.extra["process_s"])
+        rows.append({"member": member, "bookkeeping_s": book, "process_s": wall, "share": book / wall,
+                     "iterations": final.iteration, "restarts": final.restarts, "exploits": final.exploits})
+    return rows
+
+
+def _print_a(rows: list[dict]) -> None:
+    print("\n(a) share of wall time in PBT bookkeeping (all observer hooks), population of", len(rows))
+    print(f"{'member':>6} {'iter':>5} {'rst':>4} {'exp':>4} {'pbt s':>8} {'wall s':>8} {'share':>8}")
+    for r in rows:
+        print(f"{r['member']:>6} {r['iterations']:>5} {r['restarts']:>4} {r['exploits']:>4} "
+              f"{r['bookkeeping_s']:>8.3f} {r['process_s']:>8.2f} {100 * r['share']:>7.3f}%")
+    total = sum(r["bookkeeping_s"] for r in rows) / sum(r["process_s"] for r in rows)
+    print(f"population: {100 * total:.3f} % of member wall time (goal < 1 %: ratio to goal {total / 0.01:.2f})")
+
+
+def part_c_exploit_latency() -> list[dict]:
+    events = Workspace(_population_workspace()).read_lineage()
+    hot = [e["latency_s"] for e in events if e["event"] == "exploit" and e.get("mode") == "hot_swap"]
+    restart = [e["latency_s"] for e in events if e["event"] == "restart"]
+    rows = []
+    for kind, values in (("hot_swap", hot), ("os.execv restart", restart)):
+        if values:
+            rows.append({"kind": kind, "n": len(values), "median_s": statistics.median(values),
+                         "min_s": min(values), "max_s": max(values)})
+    return rows
+
+
+def _print_c(rows: list[dict]) -> None:
+    print("\n(c) exploit latency: decision -> next training step")
+    for r in rows:
+        print(f"{r['kind']:>17}: n={r['n']:>3} median {r['median_s']:.4f} s  min {r['min_s']:.4f}  max {r['max_s']:.4f}")
+    by = {r["kind"]: r for r in rows}
+    if len(by) == 2:
+        h, x = by["hot_swap"], by["os.execv restart"]
+        print(f"restart / hot swap (medians): {x['median_s'] / h['median_s']:.0f}x; "
+              f"hot swap goal < 1 s: ratio to goal {h['max_s'] / 1.0:.3f} (max)")
+
+
 PARTS: dict[str, tuple[Callable[..., list[dict]], Callable[[list[dict]], None]]] = {
+    "a": (part_a_bookkeeping_share, _print_a),
     "b": (part_b_iteration_cost, _print_b),
-    # "a": (part_a_bookkeeping_share, _print_a),  -- added by the lead
-    # "c": (part_c_exploit_latency, _print_c),    -- added by the lead
+    "c": (part_c_exploit_latency, _print_c),
 }
 
 

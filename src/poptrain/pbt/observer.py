@@ -61,6 +61,8 @@ class StartInfo:
     decision_time: float | None = None  # wall time of the decision that caused this restart
     event: str = ""  # lineage event of that decision (exploit / mutate)
     objective: float = math.nan  # objective carried over until this process has finished episodes
+    bookkeeping_s: float = 0.0  # PBT time of earlier processes of this member (restarts), for the benchmark
+    process_s: float = 0.0  # wall time of earlier processes of this member (after_init to restart)
 
 
 _START = StartInfo()
@@ -112,6 +114,8 @@ def initial_pbt_check(cfg: DictConfig) -> StartInfo:
             decision_time=restart_state.get("decision_time"),
             event=str(restart_state.get("event", "")),
             objective=float(restart_state.get("objective", math.nan)),
+            bookkeeping_s=float(restart_state.get("bookkeeping_s", 0.0)),
+            process_s=float(restart_state.get("process_s", 0.0)),
         )
         return _START
 
@@ -199,7 +203,9 @@ class PbtAlgoObserver(AlgoObserver):
         self.next_frame: int | None = None
         self.algo: Any = None
         self.writer: Any = None
-        self.bookkeeping_s = 0.0
+        self.bookkeeping_s = float(start.bookkeeping_s)  # time in this observer's hooks, all processes
+        self._process_s0 = float(start.process_s)
+        self._t_init = time.perf_counter()
         self.last_decision = "none"
         self.last_objective = math.nan
         # Until this process has its own finished episodes, the objective is the one its weights came with
@@ -209,16 +215,18 @@ class PbtAlgoObserver(AlgoObserver):
 
     # ---- rl_games hooks --------------------------------------------------------------------------
     def after_init(self, algo: Any) -> None:
+        self._t_init = time.perf_counter()
         self.algo = algo
         self.writer = getattr(algo, "writer", None)
 
     def process_infos(self, infos: Any, done_indices: torch.Tensor) -> None:
+        t0 = time.perf_counter()
         if self._start.decision_time is not None:
             self._log_restart_latency()
-        if done_indices.numel() == 0:
-            return
-        ids = done_indices.reshape(-1)
-        self._pending.append(self._objective_values(infos, ids).detach().float().reshape(-1))
+        if done_indices.numel():
+            ids = done_indices.reshape(-1)
+            self._pending.append(self._objective_values(infos, ids).detach().float().reshape(-1))
+        self.bookkeeping_s += time.perf_counter() - t0
 
     def after_print_stats(self, frame: int, epoch_num: int, total_time: float) -> None:
         t0 = time.perf_counter()
@@ -261,6 +269,10 @@ class PbtAlgoObserver(AlgoObserver):
         self._nonfinite += len(values) - len(finite)
         self.window.extend(finite)
 
+    def process_s(self) -> float:
+        """Wall time this member has run (all its processes, from rl_games agent init on)."""
+        return self._process_s0 + time.perf_counter() - self._t_init
+
     def objective(self) -> float:
         if self.window:
             return float(sum(self.window) / len(self.window))
@@ -290,7 +302,11 @@ class PbtAlgoObserver(AlgoObserver):
             exploits=self.exploits,
             overrides=list(self.overrides),
             finished=finished,
-            extra={"nonfinite_objectives": self._nonfinite},
+            extra={
+                "nonfinite_objectives": self._nonfinite,
+                "bookkeeping_s": round(self.bookkeeping_s, 6),
+                "process_s": round(self.process_s(), 6),
+            },
         )
 
     def _pbt_iteration(self, frames: int, t0: float) -> None:
@@ -402,6 +418,7 @@ class PbtAlgoObserver(AlgoObserver):
             {
                 "iteration": self.iteration, "restarts": self.restarts, "exploits": self.exploits,
                 "parent": self.parent, "decision_time": decision_time, "event": event, "objective": objective,
+                "bookkeeping_s": self.bookkeeping_s, "process_s": self.process_s(),
             },
             self.writer,
         )
