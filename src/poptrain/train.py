@@ -13,6 +13,7 @@ import logging
 import math
 import os
 import random
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,10 +62,18 @@ def validate(cfg: DictConfig) -> None:
     from poptrain.tasks import get_task_factory
 
     problems: list[str] = []
+    factory = None
     try:
-        get_task_factory(str(cfg.task.name))
+        factory = get_task_factory(str(cfg.task.name))
     except ConfigError as exc:
         problems.append(str(exc))
+    # A task may check the train config against itself (the Gym adapter: discrete vs continuous algo).
+    check = getattr(factory, "check_train_config", None)
+    if check is not None:
+        try:
+            check(OmegaConf.to_container(cfg.task, resolve=True), OmegaConf.to_container(cfg.train.params, resolve=True))
+        except ConfigError as exc:
+            problems.append(str(exc))
     num_envs = cfg.task.env.get("numEnvs")
     try:
         if int(num_envs) <= 0:
@@ -78,6 +87,8 @@ def validate(cfg: DictConfig) -> None:
             problems.append(str(exc))
     if int(cfg.num_threads) < 0:
         problems.append(f"num_threads must be >= 0 (0 = torch default), got {cfg.num_threads!r}")
+    if cfg.checkpoint and not Path(str(cfg.checkpoint)).is_file():
+        problems.append(f"checkpoint {str(cfg.checkpoint)!r} does not exist (expected a .pth file written by training)")
     if cfg.test and not cfg.checkpoint:
         problems.append("test=True needs checkpoint=PATH (a .pth written by training)")
     if cfg.test and int(cfg.play_episodes) <= 0:
@@ -319,8 +330,46 @@ def _hydra_main(cfg: DictConfig) -> None:
     sys.exit(code)
 
 
+def check_overrides(overrides: list[str]) -> None:
+    """Compose the config once with ``overrides``; turn Hydra's composition errors into one ConfigError.
+
+    Hydra itself reports an unknown task / config key as a multi-line message with exit code 1; we name
+    the bad value and the valid ones on one line (exit code 2, like every other bad input).
+    """
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException, MissingConfigException
+
+    try:
+        with initialize_config_dir(config_dir=str(CFG_DIR), version_base="1.3"):
+            compose(config_name="config", overrides=list(overrides))
+    except MissingConfigException as exc:
+        found = re.search(r"Could not find '([^/']+)/([^']*)'", str(exc))
+        if not found:
+            raise ConfigError(str(exc).splitlines()[0]) from None
+        group, name = found.groups()
+        options = sorted(p.stem for p in (CFG_DIR / group).glob("*.yaml"))
+        what = "task" if group == "task" else f"{group} config"
+        raise ConfigError(f"unknown {what} {name!r}; known: {', '.join(options)}") from None
+    except HydraException as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        bad_key = re.match(r"Could not override '([^']+)'", first)
+        if bad_key:
+            raise ConfigError(
+                f"unknown config key {bad_key.group(1)!r} (not in the composed config; "
+                f"`python -m poptrain.train --cfg job` lists every key)"
+            ) from None
+        raise ConfigError(f"bad override in {' '.join(overrides)!r}: {first}") from None
+
+
 def main() -> None:
     """Console-script entry (``poptrain-train``): Hydra parses sys.argv."""
+    args = sys.argv[1:]
+    if all(not a.startswith("-") and not a.startswith("hydra") for a in args):
+        try:
+            check_overrides(args)
+        except ConfigError as exc:
+            print(f"error: {exc}", file=sys.stderr, flush=True)
+            sys.exit(2)
     _hydra_main()
 
 
