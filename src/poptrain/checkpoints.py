@@ -19,12 +19,12 @@ import torch
 
 from poptrain.errors import ConfigError
 
-_NUMPY_SAFE = [np.dtype, np.float32, np.float64, np.int64, np.bool_]
+_NUMPY_SAFE: list[Any] = [np.dtype, np.float32, np.float64, np.int64, np.bool_]
 try:  # numpy >= 1.25 / 2.x
     _NUMPY_SAFE += [np.dtypes.Float32DType, np.dtypes.Float64DType, np.dtypes.Int64DType]  # type: ignore[attr-defined]
     _NUMPY_SAFE.append(np._core.multiarray.scalar)  # type: ignore[attr-defined]
 except AttributeError:  # pragma: no cover - older numpy
-    _NUMPY_SAFE.append(np.core.multiarray.scalar)
+    _NUMPY_SAFE.append(np.core.multiarray.scalar)  # type: ignore[attr-defined]
 
 
 def atomic_torch_save(state: Any, path: str | os.PathLike[str]) -> Path:

@@ -15,9 +15,10 @@ import os
 import random
 import re
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import hydra
 import torch
@@ -33,7 +34,7 @@ CFG_DIR = Path(__file__).parent / "cfg"
 # ---- config helpers ---------------------------------------------------------------------------------
 def register_resolvers() -> None:
     """The IsaacGymEnvs-style resolvers our YAML uses (idempotent)."""
-    resolvers = {
+    resolvers: dict[str, Callable[..., Any]] = {
         "resolve_default": lambda default, arg: default if arg in ("", None) else arg,
         "eq": lambda x, y: str(x).lower() == str(y).lower(),
         "if": lambda pred, a, b: a if pred else b,
@@ -114,7 +115,7 @@ def resolve_seed(cfg: DictConfig) -> int:
 
 def rlg_params(cfg: DictConfig) -> dict[str, Any]:
     """The rl_games ``params`` dict for this run (a fresh copy: rl_games mutates what it is given)."""
-    params = OmegaConf.to_container(cfg.train.params, resolve=True)
+    params = cast(dict[str, Any], OmegaConf.to_container(cfg.train.params, resolve=True))
     assert isinstance(params, dict)
     conf = params["config"]
     conf["train_dir"] = str(cfg.train_dir)
@@ -129,7 +130,7 @@ def task_factory(cfg: DictConfig):
     """A zero-argument function that builds this run's task (called by rl_games when it needs the env)."""
     from poptrain.tasks import make_task
 
-    task_cfg = OmegaConf.to_container(cfg.task, resolve=True)
+    task_cfg = cast(dict[str, Any], OmegaConf.to_container(cfg.task, resolve=True))
     assert isinstance(task_cfg, dict)
     name, num_envs = str(cfg.task.name), int(cfg.task.env.numEnvs)
     device, seed = str(cfg.sim_device), int(cfg.seed)
