@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 #: task -> (overrides, target description, predicate over a RunResult)
 TARGETS: dict[str, tuple[list[str], str, Any]] = {
     "Cartpole": (["max_iterations=100"], "mean_reward >= 400 in < 60 s", lambda r: r.mean_reward >= 400 and r.wall_s < 60),
-    "Pendulum": (["max_iterations=300"], "mean_reward >= -200", lambda r: r.mean_reward >= -200),
+    "Pendulum": (["max_iterations=200"], "mean_reward >= -200", lambda r: r.mean_reward >= -200),
     "Acrobot": (
         ["max_iterations=300", "train.params.config.entropy_coef=0.03"],
         "success >= 0.9 and mean_reward >= -100 (tuned: entropy_coef=0.03)",
