@@ -13,10 +13,12 @@ import logging
 import math
 import os
 import random
+import re
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import hydra
 import torch
@@ -32,7 +34,7 @@ CFG_DIR = Path(__file__).parent / "cfg"
 # ---- config helpers ---------------------------------------------------------------------------------
 def register_resolvers() -> None:
     """The IsaacGymEnvs-style resolvers our YAML uses (idempotent)."""
-    resolvers: dict[str, Any] = {
+    resolvers: dict[str, Callable[..., Any]] = {
         "resolve_default": lambda default, arg: default if arg in ("", None) else arg,
         "eq": lambda x, y: str(x).lower() == str(y).lower(),
         "if": lambda pred, a, b: a if pred else b,
@@ -61,10 +63,18 @@ def validate(cfg: DictConfig) -> None:
     from poptrain.tasks import get_task_factory
 
     problems: list[str] = []
+    factory = None
     try:
-        get_task_factory(str(cfg.task.name))
+        factory = get_task_factory(str(cfg.task.name))
     except ConfigError as exc:
         problems.append(str(exc))
+    # A task may check the train config against itself (the Gym adapter: discrete vs continuous algo).
+    check = getattr(factory, "check_train_config", None)
+    if check is not None:
+        try:
+            check(OmegaConf.to_container(cfg.task, resolve=True), OmegaConf.to_container(cfg.train.params, resolve=True))
+        except ConfigError as exc:
+            problems.append(str(exc))
     num_envs = cfg.task.env.get("numEnvs")
     try:
         if int(num_envs) <= 0:
@@ -78,6 +88,8 @@ def validate(cfg: DictConfig) -> None:
             problems.append(str(exc))
     if int(cfg.num_threads) < 0:
         problems.append(f"num_threads must be >= 0 (0 = torch default), got {cfg.num_threads!r}")
+    if cfg.checkpoint and not Path(str(cfg.checkpoint)).is_file():
+        problems.append(f"checkpoint {str(cfg.checkpoint)!r} does not exist (expected a .pth file written by training)")
     if cfg.test and not cfg.checkpoint:
         problems.append("test=True needs checkpoint=PATH (a .pth written by training)")
     if cfg.test and int(cfg.play_episodes) <= 0:
@@ -103,7 +115,8 @@ def resolve_seed(cfg: DictConfig) -> int:
 
 def rlg_params(cfg: DictConfig) -> dict[str, Any]:
     """The rl_games ``params`` dict for this run (a fresh copy: rl_games mutates what it is given)."""
-    params: dict[str, Any] = OmegaConf.to_container(cfg.train.params, resolve=True)  # type: ignore[assignment]
+    params = cast(dict[str, Any], OmegaConf.to_container(cfg.train.params, resolve=True))
+    assert isinstance(params, dict)
     conf = params["config"]
     conf["train_dir"] = str(cfg.train_dir)
     conf["device"] = conf["device_name"] = str(cfg.rl_device)
@@ -117,7 +130,8 @@ def task_factory(cfg: DictConfig):
     """A zero-argument function that builds this run's task (called by rl_games when it needs the env)."""
     from poptrain.tasks import make_task
 
-    task_cfg: dict[str, Any] = OmegaConf.to_container(cfg.task, resolve=True)  # type: ignore[assignment]
+    task_cfg = cast(dict[str, Any], OmegaConf.to_container(cfg.task, resolve=True))
+    assert isinstance(task_cfg, dict)
     name, num_envs = str(cfg.task.name), int(cfg.task.env.numEnvs)
     device, seed = str(cfg.sim_device), int(cfg.seed)
     return lambda: make_task(name, task_cfg, num_envs=num_envs, device=device, seed=seed)
@@ -324,8 +338,46 @@ def _hydra_main(cfg: DictConfig) -> None:
     sys.exit(code)
 
 
+def check_overrides(overrides: list[str]) -> None:
+    """Compose the config once with ``overrides``; turn Hydra's composition errors into one ConfigError.
+
+    Hydra itself reports an unknown task / config key as a multi-line message with exit code 1; we name
+    the bad value and the valid ones on one line (exit code 2, like every other bad input).
+    """
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException, MissingConfigException
+
+    try:
+        with initialize_config_dir(config_dir=str(CFG_DIR), version_base="1.3"):
+            compose(config_name="config", overrides=list(overrides))
+    except MissingConfigException as exc:
+        found = re.search(r"Could not find '([^/']+)/([^']*)'", str(exc))
+        if not found:
+            raise ConfigError(str(exc).splitlines()[0]) from None
+        group, name = found.groups()
+        options = sorted(p.stem for p in (CFG_DIR / group).glob("*.yaml"))
+        what = "task" if group == "task" else f"{group} config"
+        raise ConfigError(f"unknown {what} {name!r}; known: {', '.join(options)}") from None
+    except HydraException as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        bad_key = re.match(r"Could not override '([^']+)'", first)
+        if bad_key:
+            raise ConfigError(
+                f"unknown config key {bad_key.group(1)!r} (not in the composed config; "
+                f"`python -m poptrain.train --cfg job` lists every key)"
+            ) from None
+        raise ConfigError(f"bad override in {' '.join(overrides)!r}: {first}") from None
+
+
 def main() -> None:
     """Console-script entry (``poptrain-train``): Hydra parses sys.argv."""
+    args = sys.argv[1:]
+    if all(not a.startswith("-") and not a.startswith("hydra") for a in args):
+        try:
+            check_overrides(args)
+        except ConfigError as exc:
+            print(f"error: {exc}", file=sys.stderr, flush=True)
+            sys.exit(2)
     _hydra_main()
 
 

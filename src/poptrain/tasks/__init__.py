@@ -17,6 +17,9 @@ TaskFactory = Callable[..., Any]
 # name -> "module:attribute" (imported lazily so optional extras cost nothing until used)
 _BUILTIN: dict[str, str] = {
     "Cartpole": "poptrain.tasks.cartpole:Cartpole",
+    "Pendulum": "poptrain.tasks.pendulum:Pendulum",
+    "Acrobot": "poptrain.tasks.acrobot:Acrobot",
+    "Gym": "poptrain.tasks.gym_adapter:GymTask",
 }
 _REGISTRY: dict[str, TaskFactory] = {}
 

@@ -117,8 +117,8 @@ class VecTask(ABC):
         self.obs_buf.copy_(self._observe())
         return {"obs": self.obs_buf}, self.rew_buf, self.reset_buf, self.extras
 
-    def _publish_extras(self, done: torch.Tensor) -> None:  # noqa: B027 - optional hook
+    def _publish_extras(self, done: torch.Tensor) -> None:  # noqa: B027 (optional hook)
         """Hook for tasks that publish per-env extras (e.g. ``true_objective``) before rows reset."""
 
-    def close(self) -> None:  # noqa: B027 - optional hook
+    def close(self) -> None:  # noqa: B027 (optional hook)
         """Release resources (nothing for pure tensor tasks)."""
