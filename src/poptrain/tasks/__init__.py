@@ -17,6 +17,7 @@ TaskFactory = Callable[..., Any]
 # name -> "module:attribute" (imported lazily so optional extras cost nothing until used)
 _BUILTIN: dict[str, str] = {
     "Cartpole": "poptrain.tasks.cartpole:Cartpole",
+    "Playground": "poptrain.tasks.playground:PlaygroundTask",
 }
 _REGISTRY: dict[str, TaskFactory] = {}
 
