@@ -167,9 +167,9 @@ def test_outputs_are_zero_copy_views_and_a_step_moves_nothing_through_the_host(t
         obs_dict, rew, _, extras = task.step(actions)
     out = task.last_jax_outputs
     assert obs_dict["obs"].data_ptr() == out["obs"].unsafe_buffer_pointer()
-    assert rew.data_ptr() == out["rew"].unsafe_buffer_pointer()
-    assert extras["time_outs"].data_ptr() == out["time_outs"].unsafe_buffer_pointer()
-    assert extras["true_objective"].data_ptr() == out["true_objective"].unsafe_buffer_pointer()
+    scalars = out["scalars"].unsafe_buffer_pointer()  # rows: reward, truncation, objective, done
+    assert rew.data_ptr() == scalars
+    assert extras["true_objective"].data_ptr() == scalars + 2 * NUM_ENVS * 4
 
 
 @needs_playground

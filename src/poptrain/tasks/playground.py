@@ -8,7 +8,9 @@ truncation, auto-reset of finished worlds), and one batched ``step`` is jit-comp
 crosses to torch with ``torch.from_dlpack`` (zero-copy: the torch tensors alias jax's buffers) and the
 actions cross back with ``jax.numpy.from_dlpack``. jax treats its buffers as immutable, so the torch
 views handed out (``obs_buf``, ``rew_buf``, ``extras["time_outs"]``, ``extras["true_objective"]``) are
-read-only by contract: nothing here writes into them, and each ``step`` hands out fresh ones.
+read-only by contract: nothing here writes into them, and each ``step`` hands out fresh ones. The
+per-env scalars (reward, truncation, objective, done) cross as one packed ``[4, n]`` array whose rows
+are the contiguous views handed out; ``done`` (int64) and ``time_outs`` (bool) are device-local casts.
 
 Conventions (Playground's): an episode ends when the task terminates it or after ``episode_length``
 control steps (a truncation, reported as ``extras["time_outs"]``); the returned observation of a finished
@@ -315,7 +317,6 @@ class PlaygroundTask:
         self.obs_buf = torch.zeros(self.num_envs, num_obs, device=self.device)
         self.rew_buf = torch.zeros(self.num_envs, device=self.device)
         self.reset_buf = torch.ones(self.num_envs, dtype=torch.long, device=self.device)
-        self.progress_buf = torch.zeros(self.num_envs, dtype=torch.long, device=self.device)
 
     # ---- construction ----
     def _load_env(self, registry: Any, s: PlaygroundSettings) -> Any:
@@ -382,13 +383,14 @@ class PlaygroundTask:
         length = jnp.maximum(steps, 1.0)
         if self.settings.true_objective_reduce == "mean":
             objective = objective / length
+        # Per-env scalars packed in one [4, n] float32 array: one crossing instead of four, rows contiguous.
+        scalars = jnp.stack([state.reward, (state.info["truncation"] > 0), objective, done], axis=0).astype(
+            jnp.float32
+        )
         return {
             "obs": flatten_obs(state.obs, self.settings.obs_keys),
-            "rew": state.reward.astype(jnp.float32),
-            "done": done,
-            "time_outs": state.info["truncation"] > 0,
+            "scalars": scalars,
             "progress": jnp.where(done, 0, steps).astype(jnp.int32),
-            "true_objective": objective.astype(jnp.float32),
         }
 
     def _reset_batch(self, key: Any) -> tuple[Any, dict[str, Any]]:
@@ -412,14 +414,22 @@ class PlaygroundTask:
     def _publish(self, out: dict[str, Any]) -> dict[str, torch.Tensor]:
         self.last_jax_outputs = out  # the jax arrays the torch views alias (kept for inspection)
         self.obs_buf = torch.from_dlpack(out["obs"])
-        self.rew_buf = torch.from_dlpack(out["rew"])
-        # bool/int32 from jax; the contract's int64 needs one device-local cast (no host transfer).
-        self.reset_buf = torch.from_dlpack(out["done"]).to(torch.long)
-        self.progress_buf = torch.from_dlpack(out["progress"]).to(torch.long)
-        self.extras = {"time_outs": torch.from_dlpack(out["time_outs"])}
+        scalars = torch.from_dlpack(out["scalars"])
+        self.rew_buf = scalars[0]
+        # The contract's int64 done and bool time_outs: device-local casts (no host transfer).
+        self.reset_buf = scalars[3].to(torch.long)
+        self.extras = {"time_outs": scalars[1] > 0}
         if self.publishes_true_objective:
-            self.extras["true_objective"] = torch.from_dlpack(out["true_objective"])
+            self.extras["true_objective"] = scalars[2]
         return {"obs": self.obs_buf}
+
+    @property
+    def progress_buf(self) -> torch.Tensor:
+        """``[num_envs]`` int64 control steps into the current episode (0 on a row that just reset)."""
+        progress = self.last_jax_outputs.get("progress")
+        if progress is None:
+            return torch.zeros(self.num_envs, dtype=torch.long, device=self.device)
+        return torch.from_dlpack(progress).to(torch.long)
 
     # ---- the contract ----
     def reset(self) -> dict[str, torch.Tensor]:
