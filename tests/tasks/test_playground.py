@@ -232,3 +232,19 @@ def test_short_training_run_improves_reward(tmp_path, jax_cache):
     events.Reload()
     curve = [e.value for e in events.Scalars("rewards/iter")]
     assert curve[-1] > curve[0] + 15, curve  # measured: ~65 -> ~94 of a possible 100
+
+
+# ---- the PBT population module (needs the launcher; absent until it lands) -----------------------------------
+def test_playground_pbt_population_commands():
+    pytest.importorskip("poptrain.launcher.run_description", reason="launcher not built yet")
+    from poptrain.experiments import playground_pbt
+
+    cmd = playground_pbt.member_command(4, "cpu", None, 10)
+    assert cmd[:4] == [sys.executable, "-m", "poptrain.train", "task=PlaygroundCheetahRun"]
+    assert "pbt=pbt_default" in cmd and "pbt.num_policies=4" in cmd and "train=PlaygroundPPO" in cmd
+    gpu = playground_pbt.member_command(8, "cuda:0", None, 10)
+    assert "sim_device=cuda:0" in gpu and "train=PlaygroundPPO" not in gpu
+    desc = playground_pbt.make_run_description(num_policies=3, device="cpu")
+    assert desc.run_name == "playground_cheetahrun_pbt"
+    (experiment,) = desc.experiments
+    assert "num_envs=256" in experiment.cmd
