@@ -20,6 +20,7 @@ _BUILTIN: dict[str, str] = {
     "Pendulum": "poptrain.tasks.pendulum:Pendulum",
     "Acrobot": "poptrain.tasks.acrobot:Acrobot",
     "Gym": "poptrain.tasks.gym_adapter:GymTask",
+    "Playground": "poptrain.tasks.playground:PlaygroundTask",
 }
 _REGISTRY: dict[str, TaskFactory] = {}
 
