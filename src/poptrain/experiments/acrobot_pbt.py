@@ -1,0 +1,51 @@
+"""A PBT population of 4 on Acrobot swing-up (CPU): the harder task, where hyperparameters matter.
+
+Acrobot's ``true_objective`` is the success rate over finished episodes; PBT ranks members by it. With the
+generic defaults (``entropy_coef: 0``) a run can plateau without ever swinging up (docs/tasks.md); the
+population mutates the live PPO hyperparameters (``pbt/mutation=default_mutation``: learning rate,
+entropy coefficient, e_clip, critic coefficient, grad norm, gamma, tau, mini-epochs; the zero rule lets
+``entropy_coef`` leave 0) and copies the leaders' weights in process (hot swaps, no restarts). Members get
+seeds 1..4 so that member 0 is an ordinary default run until its first exploit.
+
+    poptrain-launch --run poptrain.experiments.acrobot_pbt --backend processes --max_parallel 4 \\
+        --pause_between 0
+    poptrain status train_dir/acrobot_pbt/acrobot
+
+``scripts/pbt_vs_fixed.py`` compares this population with the same number of fixed-default runs.
+"""
+
+import sys
+
+from poptrain.launcher.run_description import Experiment, ParamList, RunDescription
+
+NUM_POLICIES = 4
+NUM_ENVS = 512
+EPOCHS = 200
+EPOCH_FRAMES = NUM_ENVS * 16  # num_envs x horizon_length of AcrobotPPO
+
+
+def member_overrides(num_policies: int = NUM_POLICIES, epochs: int = EPOCHS, num_envs: int = NUM_ENVS) -> list[str]:
+    """The overrides every member shares (policy_idx and seed are added per member)."""
+    epoch_frames = num_envs * 16
+    return [
+        "task=Acrobot", f"num_envs={num_envs}", f"max_iterations={epochs}", "train.params.config.save_frequency=0",
+        "pbt=pbt_default", "pbt/mutation=default_mutation", f"pbt.num_policies={num_policies}",
+        f"pbt.interval_steps={10 * epoch_frames}", f"pbt.start_after={10 * epoch_frames}",
+        f"pbt.initial_delay={20 * epoch_frames}", "pbt.replace_fraction_worst=0.25",
+    ]
+
+
+RUN_DESCRIPTION = RunDescription(
+    "acrobot_pbt",
+    experiments=[
+        Experiment(
+            "acrobot",
+            [sys.executable, "-m", "poptrain.train", *member_overrides()],
+            ParamList([{"pbt.policy_idx": i, "seed": i + 1} for i in range(NUM_POLICIES)]).generate_params(False),
+        )
+    ],
+    experiment_arg_name="experiment",
+    experiment_dir_arg_name="train_dir",
+    param_prefix="",
+    customize_experiment_name=False,
+)
