@@ -63,7 +63,6 @@ def test_a_job_asking_more_cpus_than_the_node_has_is_refused_or_pends(slurm_clus
         backend.cancel()
 
 
-@pytest.mark.slow
 def test_a_job_killed_at_its_time_limit_is_reported_as_timeout(slurm_cluster, tmp_path) -> None:
     """~60-95 s: SLURM limits are whole minutes and slurmctld checks them every 30 s."""
     backend = SlurmBackend(
