@@ -14,9 +14,6 @@ Bad input prints one ``error: ...`` line on stderr and exits with code 2.
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
-import inspect
 import json
 import logging
 import shlex
@@ -27,7 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from poptrain.errors import ConfigError, LaunchError, PoptrainError, WorkspaceError
+from poptrain.errors import ConfigError, PoptrainError, WorkspaceError
 
 log = logging.getLogger(__name__)
 
@@ -92,24 +89,11 @@ def cmd_play(args: argparse.Namespace) -> int:
 
 
 def cmd_launch(args: argparse.Namespace) -> int:
-    if importlib.util.find_spec("poptrain.launcher") is None or \
-            importlib.util.find_spec("poptrain.launcher.run") is None:
-        raise LaunchError("the launcher module poptrain.launcher.run is not available in this installation; "
-                          "run members directly with `poptrain train pbt=pbt_default pbt.policy_idx=I ...`")
-    module = importlib.import_module("poptrain.launcher.run")
-    main = getattr(module, "main", None)
-    if not callable(main):
-        raise LaunchError("poptrain.launcher.run has no main() to forward to")
+    from poptrain.launcher.run import main as launcher_main
+
     try:
-        if inspect.signature(main).parameters:
-            code = main(list(args.args))
-        else:
-            saved, sys.argv = sys.argv, ["poptrain launch", *args.args]
-            try:
-                code = main()
-            finally:
-                sys.argv = saved
-    except SystemExit as exc:
+        code = launcher_main(list(args.args))
+    except SystemExit as exc:  # argparse inside the launcher exits on --help / bad flags
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     return int(code or 0)
 

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
 
-import pytest
 import yaml
 
 from poptrain.cli import main, play_argv
@@ -39,10 +37,13 @@ def test_play_without_export_says_so(tmp_path: Path, capsys) -> None:
     assert "no exported best policy" in capsys.readouterr().err
 
 
-@pytest.mark.skipif(importlib.util.find_spec("poptrain.launcher") is not None, reason="launcher present")
-def test_launch_without_launcher_is_a_clear_error(capsys) -> None:
-    assert main(["launch", "--run", "x"]) == 2
-    assert "poptrain.launcher.run is not available" in capsys.readouterr().err
+def test_launch_forwards_to_the_launcher(tmp_path: Path, capsys) -> None:
+    args = ["launch", "--run", "poptrain.experiments.cartpole_pbt", "--dry_run", "--train_dir", str(tmp_path)]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "4 experiment(s) of run cartpole_pbt; nothing started" in out
+    assert out.count("pbt.policy_idx=") == 4
+    assert main(["launch", "--run", "poptrain.no_such_module"]) == 1
 
 
 def test_module_entry_help() -> None:
