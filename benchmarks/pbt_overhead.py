@@ -143,7 +143,9 @@ def _print_b(rows: list[dict]) -> None:
 _POPULATION: dict[str, Path] = {}
 
 
-def _population_workspace(n: int = 8, epochs: int = 100, num_envs: int = 1024) -> Path:
+def _population_workspace(
+    n: int = 8, epochs: int = 100, num_envs: int = 1024, mutation: str = "cartpole_env"
+) -> Path:
     """Run (once per benchmark process) ``n`` real Cartpole members sharing a temp workspace; return it.
 
     Mutation set ``cartpole_env`` (live keys + one task parameter) and the threshold rule with zero margins
@@ -152,8 +154,9 @@ def _population_workspace(n: int = 8, epochs: int = 100, num_envs: int = 1024) -
     n = int(os.environ.get("PBT_BENCH_MEMBERS", n))
     epochs = int(os.environ.get("PBT_BENCH_EPOCHS", epochs))
     num_envs = int(os.environ.get("PBT_BENCH_ENVS", num_envs))
-    if "ws" in _POPULATION:
-        return _POPULATION["ws"]
+    key = f"{n}-{epochs}-{num_envs}-{mutation}"
+    if key in _POPULATION:
+        return _POPULATION[key]
     root = Path(tempfile.mkdtemp(prefix="pbt_overhead_"))
     ws = root / "workspace"
     frames_per_epoch = num_envs * 16
@@ -162,7 +165,7 @@ def _population_workspace(n: int = 8, epochs: int = 100, num_envs: int = 1024) -
         argv = [
             sys.executable, "-m", "poptrain.train", "task=Cartpole", f"num_envs={num_envs}",
             f"max_iterations={epochs}", f"train_dir={root / 'runs'}", f"experiment=m{i}",
-            "train.params.config.save_frequency=0", "pbt=pbt_default", "pbt/mutation=cartpole_env",
+            "train.params.config.save_frequency=0", "pbt=pbt_default", f"pbt/mutation={mutation}",
             f"pbt.num_policies={n}", f"pbt.policy_idx={i}", f"pbt.workspace={ws}",
             f"pbt.interval_steps={10 * frames_per_epoch}", f"pbt.start_after={10 * frames_per_epoch}",
             f"pbt.initial_delay={10 * frames_per_epoch}", "pbt.replace_rule=threshold", "pbt.threshold_std=0",
@@ -172,11 +175,11 @@ def _population_workspace(n: int = 8, epochs: int = 100, num_envs: int = 1024) -
         procs.append(subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ)))
     t0 = time.perf_counter()
     codes = [p.wait() for p in procs]
-    print(f"population of {n}: {epochs} epochs x {frames_per_epoch} frames each, wall {time.perf_counter() - t0:.1f} s, "
-          f"exit codes {codes}, workspace {ws}")
+    print(f"population of {n} ({mutation}): {epochs} epochs x {frames_per_epoch} frames each, "
+          f"wall {time.perf_counter() - t0:.1f} s, exit codes {codes}, workspace {ws}")
     if any(codes):
         raise SystemExit(f"a member failed; logs in {root}")
-    _POPULATION["ws"] = ws
+    _POPULATION[key] = ws
     return ws
 
 
@@ -203,7 +206,10 @@ def _print_a(rows: list[dict]) -> None:
 
 
 def part_c_exploit_latency() -> list[dict]:
+    """Restarts from the (a) population (its task parameter forces them); hot swaps also from a population of
+    4 whose mutation set is live-only (``default_mutation``), where every exploit is a hot swap."""
     events = Workspace(_population_workspace()).read_lineage()
+    events += Workspace(_population_workspace(n=4, mutation="default_mutation")).read_lineage()
     hot = [e["latency_s"] for e in events if e["event"] == "exploit" and e.get("mode") == "hot_swap"]
     restart = [e["latency_s"] for e in events if e["event"] == "restart"]
     rows = []
