@@ -9,50 +9,17 @@ leaf still different (e.g. one that is an interpolation in the defaults but was 
 
 from __future__ import annotations
 
-import math
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
 from poptrain.errors import ConfigError
+from poptrain.pbt.restart import hydra_value, override_key
 
 #: top-level config keys that describe the policy and its env (everything under task./train. too)
 POLICY_TOP_KEYS = ("num_envs", "seed")
 #: keys never carried over: where/how a run writes, not what the policy is
 SKIP_KEYS = {"train.params.config.device", "train.params.config.device_name", "train.params.config.train_dir",
              "train.params.seed"}
-_PLAIN = re.compile(r"^[A-Za-z_][A-Za-z0-9_./:\-]*$")
-_RESERVED = {"true", "false", "null", "nan", "inf", "-inf", "none"}
-
-
-def hydra_value(value: Any) -> str:
-    """A Python value as Hydra override syntax (floats round-trip, strings quoted when needed)."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if value is None:
-        return "null"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "nan"
-        if math.isinf(value):
-            return "inf" if value > 0 else "-inf"
-        return repr(value)
-    if isinstance(value, str):
-        if _PLAIN.match(value) and value.lower() not in _RESERVED:
-            return value
-        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-    if isinstance(value, Mapping):
-        return "{" + ",".join(f"{k}:{hydra_value(v)}" for k, v in value.items()) + "}"
-    if isinstance(value, Sequence):
-        return "[" + ",".join(hydra_value(v) for v in value) + "]"
-    raise ConfigError(f"cannot write {value!r} ({type(value).__name__}) as a Hydra override")
-
-
-def override_key(override: str) -> str:
-    """The dotted key an override sets: ``++a.b=1`` -> ``a.b``; ``task=X`` -> ``task``."""
-    return override.split("=", 1)[0].lstrip("+~")
 
 
 def merge_overrides(base: Sequence[str], extra: Sequence[str]) -> list[str]:
