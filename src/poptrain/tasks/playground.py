@@ -6,11 +6,13 @@ The environment comes from Playground's registry (``mujoco_playground.registry.l
 Playground trains it (``wrap_for_brax_training``: jax.vmap over ``num_envs`` worlds, episode length and
 truncation, auto-reset of finished worlds), and one batched ``step`` is jit-compiled. Every output
 crosses to torch with ``torch.from_dlpack`` (zero-copy: the torch tensors alias jax's buffers) and the
-actions cross back with ``jax.numpy.from_dlpack``. jax treats its buffers as immutable, so the torch
-views handed out (``obs_buf``, ``rew_buf``, ``extras["time_outs"]``, ``extras["true_objective"]``) are
-read-only by contract: nothing here writes into them, and each ``step`` hands out fresh ones. The
-per-env scalars (reward, truncation, objective, done) cross as one packed ``[4, n]`` array whose rows
-are the contiguous views handed out; ``done`` (int64) and ``time_outs`` (bool) are device-local casts.
+actions cross back zero-copy too (``jax.numpy.from_dlpack`` on CUDA; ``jax.device_put`` of the numpy view
+on CPU, which jax aliases, see :func:`action_crossing`). The step's carry is donated to XLA. jax treats
+its buffers as immutable, so the torch views handed out (``obs_buf``, ``rew_buf``, ``extras["time_outs"]``,
+``extras["true_objective"]``) are read-only by contract: nothing here writes into them, and each ``step``
+hands out fresh ones. The per-env scalars (reward, truncation, objective, done) cross as one packed
+``[4, n]`` array whose rows are the contiguous views handed out; ``done`` (int64) and ``time_outs``
+(bool) are device-local casts.
 
 Conventions (Playground's): an episode ends when the task terminates it or after ``episode_length``
 control steps (a truncation, reported as ``extras["time_outs"]``); the returned observation of a finished
