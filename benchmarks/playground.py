@@ -7,11 +7,14 @@
 Prints, measured in this one run:
 1. compile: seconds to build the task and compile reset+step with an empty JAX cache, and again in a
    fresh task with the persistent cache filled (tracing is still paid; XLA compilation is not).
-2. raw: env steps/s of Playground's own jitted step (the same wrapped, vmapped env), actions already on
-   the device: (a) a Python loop with one block at the end (async dispatch, the best a loop can do);
-   (b) one blocked step right after each adapter step inside the rollout (paired, same load).
-3. adapter: env steps/s of the time spent inside our ``step`` during rl_games rollout collection
-   (``python -m poptrain.train``'s run_training in-process, first epoch excluded), and the ratios.
+2. raw: env steps/s of Playground's own jitted step (``jax.jit(env.step)`` of the same wrapped, vmapped
+   env): (a) a Python loop on one resident action array with one block at the end (async dispatch, the
+   best any loop can do; informational); (b) inside the rollout, around every adapter step (order
+   alternating), one blocked step fed the policy's fresh action tensor, imported zero-copy the cheapest
+   way on the device (the fair baseline: any torch policy driving Playground pays this), and one blocked
+   step on a resident action array ("strict": no policy coupling at all).
+3. adapter: env steps/s of our ``step`` during rl_games rollout collection (``python -m poptrain.train``'s
+   run_training in-process, first epoch excluded), medians of per-step times, and the ratios to (b).
 4. startup (a PBT restart pays this): wall time of ``python -m poptrain.train ... max_iterations=1`` in a
    new process with an empty cache vs the cache the previous run left.
 """
@@ -19,7 +22,9 @@ Prints, measured in this one run:
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -63,39 +68,64 @@ def raw_steps_per_s(env: Any, steps: int) -> float:
 
 
 def adapter_in_rollout(task: str, num_envs: int, device: str, cache: str, epochs: int, episode_length: int):
-    """Train through the real entry; time each of our steps and, right after it, one raw Playground step.
+    """Train through the real entry; around each of our steps, time two raw Playground steps (ABAB).
 
-    The raw step is the same wrapped env's jitted step on its own state with actions already on the
-    device, blocked until done (a rollout needs every step's result before the next policy call). Pairing
-    the two exposes both to the same load from other processes. The first epoch (compilation) is excluded.
-    Returns (adapter env-steps/s, paired raw env-steps/s, training frames/s, final mean reward).
+    Every rollout step runs, blocked until done (a rollout needs each step's result before the next policy
+    call), on the same wrapped, vmapped env jitted by Playground's plain ``jax.jit(env.step)``:
+    - raw, policy-fed (the fair baseline): the action is the tensor rl_games' policy just produced and handed
+      to our step, imported zero-copy the cheapest way on this device (what any torch-policy loop must do);
+    - raw, strict: one action array resident in jax, reused every step (no policy coupling at all);
+    - the adapter: our ``step`` (import, step, packing, torch views).
+    The order alternates step by step (raw first on even steps, adapter first on odd ones) so that load from
+    other processes hits all three alike; figures are medians of per-step times, first epoch excluded.
+    Returns (adapter, raw policy-fed, raw strict env-steps/s, training frames/s, final mean reward).
     """
     import jax
     import jax.numpy as jnp
     from hydra import compose, initialize_config_dir
 
     from poptrain import rlg, train
+    from poptrain.tasks.playground import action_crossing
 
     adapter_t: list[float] = []
-    raw_t: list[float] = []
+    fed_t: list[float] = []
+    strict_t: list[float] = []
     raw: dict[str, Any] = {}
     original = rlg.TaskVecEnv.step
 
-    def timed_step(self, actions):
-        started = time.perf_counter()
-        out = original(self, actions)
-        adapter_t.append(time.perf_counter() - started)
-        env = self.task
+    def raw_steps(env: Any, actions: torch.Tensor) -> None:
         if not raw:
             raw["step"] = jax.jit(env.env.step)
             with jax.default_device(env.jax_device):
-                raw["state"] = jax.jit(env.env.reset)(jax.random.split(jax.random.PRNGKey(1), env.num_envs))
+                reset = jax.jit(env.env.reset)
+                raw["fed"] = reset(jax.random.split(jax.random.PRNGKey(1), env.num_envs))
+                raw["strict"] = reset(jax.random.split(jax.random.PRNGKey(2), env.num_envs))
                 raw["actions"] = jnp.zeros((env.num_envs, env.spec.num_actions), jnp.float32)
-            raw["state"] = jax.block_until_ready(raw["step"](raw["state"], raw["actions"]))
+            if action_crossing(env.device) == "device_put":
+                raw["import"] = lambda a: jax.device_put(a.detach().numpy(), env.jax_device)
+            else:
+                raw["import"] = lambda a: jnp.from_dlpack(a.detach())
+            for key in ("fed", "strict"):  # compile both argument signatures outside the timing
+                raw[key] = jax.block_until_ready(raw["step"](raw[key], raw["import"](actions)))
+                raw[key] = jax.block_until_ready(raw["step"](raw[key], raw["actions"]))
         started = time.perf_counter()
-        raw["state"] = raw["step"](raw["state"], raw["actions"])
-        jax.block_until_ready(raw["state"].obs)
-        raw_t.append(time.perf_counter() - started)
+        raw["fed"] = raw["step"](raw["fed"], raw["import"](actions))
+        jax.block_until_ready(raw["fed"].obs)
+        middle = time.perf_counter()
+        raw["strict"] = raw["step"](raw["strict"], raw["actions"])
+        jax.block_until_ready(raw["strict"].obs)
+        fed_t.append(middle - started)
+        strict_t.append(time.perf_counter() - middle)
+
+    def timed_step(self, actions):
+        raw_first = len(adapter_t) % 2 == 0
+        if raw_first:
+            raw_steps(self.task, actions)
+        started = time.perf_counter()
+        out = original(self, actions)
+        adapter_t.append(time.perf_counter() - started)
+        if not raw_first:
+            raw_steps(self.task, actions)
         return out
 
     rlg.TaskVecEnv.step = timed_step  # type: ignore[method-assign]
@@ -121,13 +151,11 @@ def adapter_in_rollout(task: str, num_envs: int, device: str, cache: str, epochs
     finally:
         rlg.TaskVecEnv.step = original  # type: ignore[method-assign]
     horizon = int(cfg.train.params.config.horizon_length)
-    adapter, paired_raw = adapter_t[horizon:], raw_t[horizon:]
-    return (
-        len(adapter) * num_envs / sum(adapter),
-        len(paired_raw) * num_envs / sum(paired_raw),
-        result.frames / total,
-        result.mean_reward,
-    )
+
+    def rate(times: list[float]) -> float:
+        return num_envs / statistics.median(times[horizon:])
+
+    return rate(adapter_t), rate(fed_t), rate(strict_t), result.frames / total, result.mean_reward
 
 
 def startup_seconds(task: str, num_envs: int, device: str, cache: str, episode_length: int) -> float:
@@ -158,10 +186,11 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=300, help="raw steps timed")
     parser.add_argument("--epochs", type=int, default=12, help="rl_games epochs for the adapter figure")
     parser.add_argument("--episode-length", type=int, default=1000)
-    parser.add_argument("--repeats", type=int, default=3, help="best of N (the CPU is shared)")
+    parser.add_argument("--repeats", type=int, default=3, help="training runs, each measured ABAB")
     parser.add_argument("--no-startup", action="store_true", help="skip the two process-start measurements")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    load_start = os.getloadavg()[0]
     work = Path(tempfile.mkdtemp(prefix="pg_bench_cache_"))
     try:
         cold = compile_seconds(args.task, args.num_envs, args.device, str(work / "a"), args.episode_length)
@@ -171,35 +200,35 @@ def main() -> None:
             flush=True,
         )
         env = build(args.task, args.num_envs, args.device, str(work / "a"), args.episode_length)
-        loops, adapters, raws, totals = [], [], [], []
-        for _ in range(args.repeats):  # interleaved so that load from other processes hits both alike
+        loops, adapters, feds, stricts, totals = [], [], [], [], []
+        for _ in range(args.repeats):
             loops.append(raw_steps_per_s(env, args.steps))
-            rate, raw_rate, total, reward = adapter_in_rollout(
+            rate, fed, strict, total, reward = adapter_in_rollout(
                 args.task, args.num_envs, args.device, str(work / "a"), args.epochs, args.episode_length
             )
             adapters.append(rate)
-            raws.append(raw_rate)
+            feds.append(fed)
+            stricts.append(strict)
             totals.append(total)
-        ratios = [a / r for a, r in zip(adapters, raws, strict=True)]
-        best = max(range(len(ratios)), key=lambda i: adapters[i])
 
         def fmt(xs: list[float]) -> str:
             return ", ".join(f"{x:,.0f}" for x in xs)
 
+        def ratios(raws: list[float]) -> str:
+            return ", ".join(f"{a / r:.2f}" for a, r in zip(adapters, raws, strict=True))
+
+        print(f"raw, Python loop, async dispatch, one block at the end: {fmt(loops)} env-steps/s per run")
+        print(f"raw, policy-fed (fresh action each step), blocked per step: {fmt(feds)} env-steps/s per run")
         print(
-            f"raw, Python loop, async dispatch, one block at the end: {max(loops):,.0f} env-steps/s ({fmt(loops)})"
+            f"raw, strict (one resident action array), blocked per step: {fmt(stricts)} env-steps/s per run"
         )
+        print(f"adapter inside rl_games rollout collection: {fmt(adapters)} env-steps/s per run")
+        print(f"ratio adapter / raw policy-fed (per run): {ratios(feds)} (goal >= 0.9)")
+        print(f"ratio adapter / raw strict (per run): {ratios(stricts)}")
         print(
-            f"raw, paired with each adapter step, blocked per step: {raws[best]:,.0f} env-steps/s ({fmt(raws)})"
+            f"training incl. policy and PPO update: {fmt(totals)} frames/s per run (final mean reward {reward:.1f})"
         )
-        print(
-            f"adapter inside rl_games rollout collection: {adapters[best]:,.0f} env-steps/s ({fmt(adapters)})"
-        )
-        print(f"ratio adapter/raw (paired, per run): {', '.join(f'{r:.2f}' for r in ratios)} (goal >= 0.9)")
-        print(f"ratio adapter/raw (async loop, best of each): {max(adapters) / max(loops):.2f}")
-        print(
-            f"training incl. policy and PPO update: {max(totals):,.0f} frames/s (final mean reward {reward:.1f})"
-        )
+        print(f"load average (1 min) at start {load_start:.2f}, at end {os.getloadavg()[0]:.2f}")
         if not args.no_startup:
             cache = str(work / "b")
             first = startup_seconds(args.task, args.num_envs, args.device, cache, args.episode_length)

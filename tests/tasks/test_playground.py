@@ -19,7 +19,13 @@ import torch
 
 from poptrain.errors import ConfigError
 from poptrain.tasks import get_task_factory
-from poptrain.tasks.playground import INSTALL_HINT, PlaygroundSettings, PlaygroundTask, flat_obs_size
+from poptrain.tasks.playground import (
+    INSTALL_HINT,
+    PlaygroundSettings,
+    PlaygroundTask,
+    action_crossing,
+    flat_obs_size,
+)
 
 HAVE_PLAYGROUND = find_spec("mujoco_playground") is not None and find_spec("jax") is not None
 needs_playground = pytest.mark.skipif(
@@ -106,6 +112,13 @@ def test_dict_observation_flattens_named_flat_keys_and_refuses_images():
         flat_obs_size(sizes, ["pixels/view_0"])
 
 
+def test_actions_cross_by_dlpack_on_gpu_and_device_put_only_on_cpu():
+    # On CUDA a numpy view would be a host round trip per step: actions must go through dlpack there.
+    assert action_crossing(torch.device("cuda:0")) == "dlpack"
+    assert action_crossing(torch.device("cuda")) == "dlpack"
+    assert action_crossing(torch.device("cpu")) == "device_put"
+
+
 # ---- the contract on CartpoleBalance ---------------------------------------------------------------------
 @needs_playground
 def test_unknown_task_lists_offline_tasks(jax_cache):
@@ -170,6 +183,40 @@ def test_outputs_are_zero_copy_views_and_a_step_moves_nothing_through_the_host(t
     scalars = out["scalars"].unsafe_buffer_pointer()  # rows: reward, truncation, objective, done
     assert rew.data_ptr() == scalars
     assert extras["true_objective"].data_ptr() == scalars + 2 * NUM_ENVS * 4
+
+
+@needs_playground
+@pytest.mark.parametrize("crossing", ["device_put", "dlpack"])
+def test_actions_cross_zero_copy_both_ways(task, crossing, monkeypatch):
+    import jax
+
+    monkeypatch.setattr(task, "action_crossing", crossing)
+    actions = torch.rand(NUM_ENVS, 1) * 2 - 1
+    with jax.transfer_guard("disallow"):
+        imported = task._actions_to_jax(actions)
+    assert imported.unsafe_buffer_pointer() == actions.data_ptr()  # aliases torch's memory: no copy
+    assert imported.devices() == {task.jax_device}
+    task.reset()
+    with jax.transfer_guard("disallow"):
+        _, rew, _, _ = task.step(actions)
+    assert rew.shape == (NUM_ENVS,)
+    # Other dtypes and shapes are converted first (then they alias the converted tensor).
+    doubles = actions.double().reshape(-1)
+    torch.testing.assert_close(torch.from_dlpack(task._actions_to_jax(doubles)), actions)
+
+
+@needs_playground
+def test_views_from_earlier_steps_survive_later_steps(task):
+    # Views alias jax buffers: neither the donated carry nor any in-place reuse may overwrite them later.
+    task.reset()
+    held = []
+    for _ in range(5):
+        obs_dict, rew, done, extras = task.step(torch.rand(NUM_ENVS, 1) * 2 - 1)
+        held.append((obs_dict["obs"], obs_dict["obs"].clone(), rew, rew.clone(), done, done.clone()))
+    for view, copy, *rest in held:
+        assert torch.equal(view, copy)
+        assert torch.equal(rest[0], rest[1]) and torch.equal(rest[2], rest[3])
+    assert not torch.equal(held[0][1], held[-1][1])  # the worlds moved: the check compares different data
 
 
 @needs_playground
