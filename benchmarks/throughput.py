@@ -38,6 +38,11 @@ episode-return tracking per step            3 AverageMeters, nonzero + gathers, 
                                             observer dispatch; (c): sums, no sync   (c0): .any() sync
 per-epoch logging / checkpoints             TensorBoard scalars, stdout line, .pth   none
 
+Allocator: poptrain.train.tune_allocator() (glibc mallopt: freed tensor memory stays in the heap) is what
+``python -m poptrain.train`` applies at start; this script applies it once before any run, so (a), (b), (c)
+and (c0) all run with it. ``--no-malloc-tuning`` runs everything with glibc's defaults instead (the state
+before that change: (b) then page-faults its batch buffers every epoch).
+
 Measurement (fair and robust): every run builds its task/agent before the clock starts and stamps the time
 at the end of every epoch ((b): rl_games' ``after_print_stats`` observer hook, which fires once per epoch
 after the update); the rate counts only the epochs after ``--warmup``, so imports, Runner/agent creation
@@ -45,7 +50,10 @@ and warm-up are excluded and (b), (c) and (c0) cover the same frames. The three 
 of ``--rounds`` rounds (order rotated per round) so background load hits all of them alike; the table shows
 medians over rounds, and the ratio columns are medians of per-round ratios.
 
-    python benchmarks/throughput.py [--envs 1024 4096] [--epochs 40] [--warmup 5] [--rounds 3]
+    python benchmarks/throughput.py [--envs 1024 4096] [--epochs 40] [--warmup 5] [--rounds 3] [--no-malloc-tuning]
+
+Mean returns printed for orientation are different statistics: (b) rl_games' game_rewards meter (last <= 100
+finished episodes), (c) episodes finished in the last epoch, (c0) the last 50 steps with finished episodes.
 """
 
 from __future__ import annotations
@@ -567,12 +575,19 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=40, help="epochs per run (rate counts those after --warmup)")
     parser.add_argument("--warmup", type=int, default=5, help="leading epochs excluded from the rate")
     parser.add_argument("--rounds", type=int, default=3, help="alternating (b)/(c)/(c0) rounds; medians reported")
+    parser.add_argument("--no-malloc-tuning", action="store_true", help="glibc malloc defaults for every run")
     args = parser.parse_args()
+    if args.no_malloc_tuning:
+        os.environ["POPTRAIN_MALLOC_TUNING"] = "0"  # also read by train._setup_torch inside (b)
+    from poptrain.train import tune_allocator
+
+    tuned = tune_allocator()
     import rl_games.torch_runner  # noqa: F401  (import once, outside any timed region)
 
     rows = [measure(n, args.epochs, args.warmup, args.rounds) for n in args.envs]
     print(f"\nthroughput (Cartpole; medians of {args.rounds} alternating rounds; {args.epochs} epochs per run, "
           f"the first {args.warmup} excluded as warm-up)")
+    print(f"malloc tuning (poptrain.train.tune_allocator) {'on' if tuned else 'off'} for every run")
     print("wall: frames per wall-clock second; cpu: frames per second of this process' CPU time "
           "(less disturbed by other jobs)")
     print(f"{'envs':>6} {'clock':>5} {'(a) step+infer':>15} {'(b) rl_games':>13} {'(c) same math':>14} "
