@@ -29,37 +29,43 @@ class Cartpole(VecTask):
 
     def _allocate_state(self) -> None:
         self.state = torch.zeros(self.num_envs, 4, device=self.device)
+        # Reset draws: positions uniform in +-0.1, velocities uniform in +-0.25 (columns x, x_dot, theta, theta_dot).
+        self._reset_scale = torch.tensor([0.2, 0.5, 0.2, 0.5], device=self.device)
+        total_mass = self.mass_cart + self.mass_pole
+        self._pml_over_m = self.mass_pole * self.half_length / total_mass
+        self._one = torch.ones((), device=self.device)
 
     def _reset_rows(self, env_ids: torch.Tensor) -> None:
         k = env_ids.numel()
-        init = torch.empty(k, 4, device=self.device)
-        init[:, 0::2] = 0.2 * (self.rand(k, 2) - 0.5)  # positions
-        init[:, 1::2] = 0.5 * (self.rand(k, 2) - 0.5)  # velocities
-        self.state[env_ids] = init
+        positions, velocities = self.rand(k, 2), self.rand(k, 2)
+        init = torch.stack((positions, velocities), dim=2).reshape(k, 4)  # x, x_dot, theta, theta_dot
+        self.state.index_copy_(0, env_ids, init.sub_(0.5).mul_(self._reset_scale))
 
     def _physics_step(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x, x_dot, theta, theta_dot = self.state.unbind(1)
-        force = actions[:, 0] * self.max_push_effort
-        # Classic cart-pole dynamics (Barto, Sutton & Anderson 1983), semi-implicit Euler.
-        total_mass = self.mass_cart + self.mass_pole
-        pole_mass_length = self.mass_pole * self.half_length
+        # Classic cart-pole dynamics (Barto, Sutton & Anderson 1983), semi-implicit Euler, updated in place.
+        # Written with fused ops (addcmul, alpha=): each tensor op costs ~2 us of overhead on a CPU.
+        x, x_dot, theta, theta_dot = self.state.unbind(1)  # views into self.state
+        total_mass, pml_over_m = self.mass_cart + self.mass_pole, self._pml_over_m
         cos_t, sin_t = torch.cos(theta), torch.sin(theta)
-        temp = (force + pole_mass_length * theta_dot.square() * sin_t) / total_mass
-        theta_acc = (self.gravity * sin_t - cos_t * temp) / (
-            self.half_length * (4.0 / 3.0 - self.mass_pole * cos_t.square() / total_mass)
-        )
-        x_acc = temp - pole_mass_length * theta_acc * cos_t / total_mass
-        x_dot = x_dot + self.dt * x_acc
-        theta_dot = theta_dot + self.dt * theta_acc
-        x = x + self.dt * x_dot
-        theta = theta + self.dt * theta_dot
-        self.state = torch.stack((x, x_dot, theta, theta_dot), dim=1)
+        # temp = (force + m_p l theta_dot^2 sin) / M, with force = action * max_push_effort
+        force_over_m = actions[:, 0] * (self.max_push_effort / total_mass)
+        temp = torch.addcmul(force_over_m, theta_dot.square(), sin_t, value=pml_over_m)
+        # theta_acc = (g sin - cos temp) / (l (4/3 - m_p cos^2 / M))
+        theta_acc = torch.addcmul(sin_t * self.gravity, cos_t, temp, value=-1.0)
+        denominator = cos_t.square().mul_(-self.half_length * self.mass_pole / total_mass)
+        theta_acc.div_(denominator.add_(self.half_length * 4.0 / 3.0))
+        # x_acc = temp - m_p l theta_acc cos / M
+        x_acc = torch.addcmul(temp, theta_acc, cos_t, value=-pml_over_m)
+        x_dot.add_(x_acc, alpha=self.dt)
+        theta_dot.add_(theta_acc, alpha=self.dt)
+        x.add_(x_dot, alpha=self.dt)
+        theta.add_(theta_dot, alpha=self.dt)
 
         # Reward and termination, as in IsaacGymEnvs' compute_cartpole_reward.
-        reward = 1.0 - theta.square() - 0.01 * x_dot.abs() - 0.005 * theta_dot.abs()
-        failed = (x.abs() > self.reset_dist) | (theta.abs() > math.pi / 2)
-        reward = torch.where(failed, torch.full_like(reward, self.reset_penalty), reward)
-        return reward, failed
+        reward = torch.addcmul(self._one, theta, theta, value=-1.0)  # 1 - theta^2
+        reward.sub_(x_dot.abs(), alpha=0.01).sub_(theta_dot.abs(), alpha=0.005)
+        failed = (x.abs() > self.reset_dist).logical_or_(theta.abs() > math.pi / 2)
+        return reward.masked_fill_(failed, self.reset_penalty), failed
 
     def _observe(self) -> torch.Tensor:
         return self.state
