@@ -218,6 +218,11 @@ class PbtAlgoObserver(AlgoObserver):
         self._t_init = time.perf_counter()
         self.algo = algo
         self.writer = getattr(algo, "writer", None)
+        # The window holds at least one finished episode per env: when a whole batch ends on the same step
+        # (synchronised time-outs early in training), a shorter window would keep only the highest env rows.
+        num_envs = int(getattr(algo, "num_actors", 0) or 0)
+        if num_envs > (self.window.maxlen or 0):
+            self.window = deque(self.window, maxlen=num_envs)
 
     def process_infos(self, infos: Any, done_indices: torch.Tensor) -> None:
         t0 = time.perf_counter()
