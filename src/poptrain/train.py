@@ -150,7 +150,7 @@ def tune_allocator() -> bool:
     PyTorch's CPU allocator mallocs and frees every tensor. With glibc's defaults, blocks from 128 KiB up are
     mmap'ed and unmapped, or trimmed off the heap top, so each epoch page-faults its batch-sized buffers
     afresh: at 4,096 Cartpole envs rl_games spent ~20 % of its CPU time in the kernel on page faults
-    (benchmarks/RESULTS-tput.md). A fixed 32 MiB mmap threshold and a 1 GiB trim threshold keep those blocks
+    (benchmarks/RESULTS.md). A fixed 32 MiB mmap threshold and a 1 GiB trim threshold keep those blocks
     in the heap. The process keeps its peak heap instead of shrinking after it. Disable with
     POPTRAIN_MALLOC_TUNING=0. Returns whether the settings were applied.
     """

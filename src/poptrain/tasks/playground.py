@@ -447,7 +447,7 @@ class PlaygroundTask:
 
         CUDA: ``jax.numpy.from_dlpack`` (the array aliases torch's memory). CPU: ``jax.device_put`` of the
         tensor's numpy view, which on the CPU device also aliases torch's memory (host memory *is* the device
-        memory) and measured ~10-20 us cheaper per step than the dlpack import (benchmarks/RESULTS-playground.md).
+        memory) and measured ~10-20 us cheaper per step than the dlpack import (benchmarks/RESULTS.md).
         """
         actions = actions.detach()
         if actions.dtype != torch.float32 or actions.device != self.device:
