@@ -64,6 +64,18 @@ class ParamGenerator:
         raise NotImplementedError
 
 
+def _check_combinations(combinations: Iterable[Any], owner: str) -> list[dict[str, Any]]:
+    """Each combination as a plain dict; ConfigError naming the first that is not a mapping of valid names."""
+    checked: list[dict[str, Any]] = []
+    for i, combination in enumerate(combinations):
+        if not isinstance(combination, Mapping):
+            raise ConfigError(f"{owner} combination #{i} is {combination!r}; valid: a dict name -> value")
+        for name in combination:
+            _check_param_name(name)
+        checked.append(dict(combination))
+    return checked
+
+
 def _check_param_name(name: object) -> str:
     if not isinstance(name, str) or not name or any(c.isspace() or c == "=" for c in name):
         raise ConfigError(
@@ -79,15 +91,7 @@ class ParamList(ParamGenerator):
     """
 
     def __init__(self, combinations: Iterable[Mapping[str, Any]], seed: int | None = None):
-        self.combinations: list[dict[str, Any]] = []
-        for i, combination in enumerate(combinations):
-            if not isinstance(combination, Mapping):
-                raise ConfigError(
-                    f"ParamList combination #{i} is {combination!r}; valid: a dict name -> value"
-                )
-            for name in combination:
-                _check_param_name(name)
-            self.combinations.append(dict(combination))
+        self.combinations = _check_combinations(combinations, "ParamList")
         self.seed = seed
 
     def generate_params(self, randomize: bool = True) -> Iterator[dict[str, Any]]:
@@ -223,15 +227,7 @@ class Experiment:
             if isinstance(param_generator, ParamGenerator)
             else param_generator
         )
-        self.params: list[dict[str, Any]] = []
-        for i, params in enumerate(source):
-            if not isinstance(params, Mapping):
-                raise ConfigError(
-                    f"experiment {name!r} combination #{i} is {params!r}; valid: a dict name -> value"
-                )
-            for pname in params:
-                _check_param_name(pname)
-            self.params.append(dict(params))
+        self.params = _check_combinations(source, f"experiment {name!r}")
         if env_vars is not None:
             bad = {
                 k: v for k, v in env_vars.items() if not isinstance(k, str) or not isinstance(v, str) or not k
