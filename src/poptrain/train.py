@@ -341,13 +341,16 @@ def launch(cfg: DictConfig) -> int:
     return 0
 
 
+WANDB_RUN_ENV = "POPTRAIN_WANDB_RUN_ID"
+
+
 def _init_wandb(cfg: DictConfig) -> None:
     try:
         import wandb
     except ImportError:
         raise ConfigError("wandb_activate=True needs the wandb extra: pip install 'poptrain[wandb]'") from None
-    run_id = os.environ.get("POPTRAIN_WANDB_RUN_ID") or None
-    wandb.init(
+    run_id = os.environ.get(WANDB_RUN_ENV) or None
+    run = wandb.init(
         project=str(cfg.wandb_project),
         entity=str(cfg.wandb_entity) or None,
         group=str(cfg.wandb_group) or None,
@@ -357,6 +360,8 @@ def _init_wandb(cfg: DictConfig) -> None:
         sync_tensorboard=True,
         config=OmegaConf.to_container(cfg, resolve=True),  # type: ignore[arg-type]
     )
+    # a PBT restart (os.execv keeps the environment) resumes this same W&B run instead of starting a new one
+    os.environ[WANDB_RUN_ENV] = str(run.id)
 
 
 @hydra.main(version_base="1.3", config_path="cfg", config_name="config")

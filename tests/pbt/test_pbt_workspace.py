@@ -442,3 +442,20 @@ def test_resolve_root(tmp_path):
     assert Workspace.resolve_root("runs", str(tmp_path / "abs")) == tmp_path / "abs"
     with pytest.raises(WorkspaceError, match="empty"):
         Workspace.resolve_root("runs", " ")
+
+
+def test_a_requeued_slurm_job_takes_over_its_own_fresh_claim_from_another_node(tmp_path, monkeypatch):
+    ws = Workspace(tmp_path, stale_after_s=600)
+    path = tmp_path / "000" / "claim.json"
+    path.parent.mkdir()
+    fresh = {"pid": 1, "host": "node-a", "time": time.time() - 5, "token": "x", "job": "4242"}
+    path.write_text(json.dumps(fresh))
+    monkeypatch.setenv("SLURM_JOB_ID", "777")  # another job: a live duplicate on node-a
+    with pytest.raises(WorkspaceError, match="node-a"):
+        ws.claim(0, 2)
+    monkeypatch.setenv("SLURM_JOB_ID", "4242")  # the same job, requeued onto this node
+    token = ws.claim(0, 2)
+    claim = json.loads(path.read_text())
+    assert claim["token"] == token and claim["job"] == "4242" and claim["host"] == socket.gethostname()
+    ws.release_claim(0, token)
+    assert not path.exists()

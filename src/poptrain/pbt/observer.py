@@ -61,6 +61,7 @@ class StartInfo:
     decision_time: float | None = None  # wall time of the decision that caused this restart
     event: str = ""  # lineage event of that decision (exploit / mutate)
     objective: float = math.nan  # objective carried over until this process has finished episodes
+    claim_token: str = ""  # this process' claim on the member slot (released when training ends normally)
     bookkeeping_s: float = 0.0  # PBT time of earlier processes of this member (restarts), for the benchmark
     process_s: float = 0.0  # wall time of earlier processes of this member (after_init to restart)
 
@@ -100,12 +101,14 @@ def initial_pbt_check(cfg: DictConfig) -> StartInfo:
     member = int(params.policy_idx)
     ws = workspace_for(cfg, params)
     ws.ensure_population(int(params.num_policies))
-    ws.claim(member, int(params.num_policies))
+    token = ws.claim(member, int(params.num_policies))
     keys = list(params.mutation)
+    _START = StartInfo(claim_token=token)
 
     restart_state = pop_restart_state()
     if restart_state is not None:
         _START = StartInfo(
+            claim_token=token,
             kind="restart",
             iteration=int(restart_state.get("iteration", 0)),
             restarts=int(restart_state.get("restarts", 0)),
@@ -126,6 +129,7 @@ def initial_pbt_check(cfg: DictConfig) -> StartInfo:
         if ckpt.is_file() and not cfg.checkpoint:
             cfg.checkpoint = str(ckpt)
         _START = StartInfo(
+            claim_token=token,
             kind="resume",
             iteration=latest.iteration,
             restarts=latest.restarts,
@@ -155,7 +159,6 @@ def initial_pbt_check(cfg: DictConfig) -> StartInfo:
             "mutate", member, source=None, source_iteration=None, iteration=0, frames=0,
             old_params=old, new_params=new, changed=changed, mode="initial",
         )
-    _START = StartInfo()
     return _START
 
 
@@ -455,6 +458,8 @@ class PbtAlgoObserver(AlgoObserver):
         frames = int(self.algo.frame)
         self.ws.write_checkpoint(self._meta(frames, self.objective(), finished=True), self._state())
         self.export_best()
+        if self._start.claim_token:
+            self.ws.release_claim(self.member, self._start.claim_token)
 
     def export_best(self) -> None:
         """Copy the best member's newest checkpoint + its full config into best/ (under a file lock)."""

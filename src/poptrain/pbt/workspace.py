@@ -691,9 +691,14 @@ class Workspace:
             )
         path = self.member_dir(member) / "claim.json"
         host, pid, now = socket.gethostname(), os.getpid(), _time.time()
+        job = os.environ.get("SLURM_JOB_ID", "")
         old = self._read_claim(path)
         if old is not None and not (old.get("host") == host and old.get("pid") == pid):
-            if old.get("host") == host:
+            if job and old.get("job") == job:
+                # the same scheduler job started again (SLURM requeue, possibly on another node): the scheduler
+                # ended the previous run of this job, so its claim is ours to take over
+                live, how = False, f"SLURM job {job} was requeued"
+            elif old.get("host") == host:
                 live = isinstance(old.get("pid"), int) and _pid_alive(old["pid"])
                 how = f"process {old.get('pid')} on this host is alive"
             else:
@@ -708,7 +713,9 @@ class Workspace:
                 )
             log.warning("PBT workspace: taking over stale claim of member %d (%s)", member, old)
         token = uuid.uuid4().hex
-        data = json.dumps({"pid": pid, "host": host, "time": now, "token": token}, sort_keys=True).encode()
+        data = json.dumps(
+            {"pid": pid, "host": host, "time": now, "token": token, "job": job}, sort_keys=True
+        ).encode()
         if old is None and not path.exists():
             try:
                 _atomic_write(path, data, exclusive=True)
