@@ -137,8 +137,8 @@ def test_kill9_member_others_finish_and_it_resumes(tmp_path):
     w = Workspace(ws)
     deadline = time.monotonic() + 240
 
-    def ready_to_kill() -> bool:  # member 2 has checkpoints, and some member already came back from an os.execv
-        restarted = any(e["event"] == "restart" for e in w.read_lineage())
+    def ready_to_kill() -> bool:  # member 2 has checkpoints, and member 0 or 1 already came back from an os.execv
+        restarted = any(e["event"] == "restart" and e["member"] != 2 for e in w.read_lineage())
         return len(w.member_history(2)) >= 3 and restarted
 
     while time.monotonic() < deadline and not ready_to_kill() and procs[2].poll() is None:
@@ -176,15 +176,21 @@ def test_kill9_member_others_finish_and_it_resumes(tmp_path):
     # every restart decision of a member that was not killed is followed by the member coming back
     assert len(restarts) >= max(1, len([e for e in decisions if e["member"] != 2]))
     assert all(0 < e["latency_s"] < 120 for e in restarts)
-    # ... and the new process ran with the new value, the leader's weights, and its own counters
-    for decision in decisions:
+    # ... and the new process ran with the new value, the leader's weights, and its own counters. Checked on the
+    # members never killed: member 2 may die between a decision and its next checkpoint and then resumes,
+    # correctly, from its last checkpoint with the params that checkpoint was trained with.
+    completed = {(e["member"], e["iteration"]) for e in restarts}
+    checked = 0
+    for decision in (d for d in decisions if d["member"] != 2):
+        assert (decision["member"], decision["iteration"]) in completed, decision
         after = [m for m in w.member_history(decision["member"]) if m.iteration > decision["iteration"]]
-        if not after:
-            continue  # member 2 killed right after deciding
+        assert after, decision
+        checked += 1
         assert after[0].params == decision["new_params"]
         assert after[0].restarts >= 1
         assert any(o.startswith("task.env.maxEffort=") for o in after[0].overrides)
         if decision["event"] == "exploit":
             assert after[0].parent == {"member": decision["source"], "iteration": decision["source_iteration"]}
+    assert checked >= 1
     for i in range(2):
         assert int(train_line(tmp_path / f"log{i}.txt")["frames"]) == 160 * EPOCH_FRAMES
