@@ -209,7 +209,6 @@ class PbtAlgoObserver(AlgoObserver):
         self.bookkeeping_s = float(start.bookkeeping_s)  # time in this observer's hooks, all processes
         self._process_s0 = float(start.process_s)
         self._t_init = time.perf_counter()
-        self.last_decision = "none"
         self.last_objective = math.nan
         # Until this process has its own finished episodes, the objective is the one its weights came with
         # (the leader's after an exploit, the saved one after a restart/resume): episodes can be longer
@@ -344,7 +343,6 @@ class PbtAlgoObserver(AlgoObserver):
             self.ws.cleanup(self.member, keep_last=int(self.p.keep_checkpoints))
             return
         decision = decide(self.member, candidates, self.p, _rng(self.cfg, self.member, "decide", self.iteration))
-        self.last_decision = decision.action
         log.info(
             "PBT member %d iteration %d frames %d objective %.3f rank %d/%d: %s %s",
             self.member, self.iteration, frames, objective, rank, len(ranked), decision.action, decision.reason,
