@@ -9,10 +9,12 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
@@ -37,21 +39,45 @@ def _numpy_safe_globals() -> list[Any]:
 _NUMPY_SAFE = _numpy_safe_globals()
 
 
-def atomic_torch_save(state: Any, path: str | os.PathLike[str]) -> Path:
-    """torch.save ``state`` to ``path`` atomically (temp file in the same folder + os.replace)."""
+def atomic_write(
+    path: str | os.PathLike[str], write: Callable[[BinaryIO], object], *, exclusive: bool = False
+) -> Path:
+    """Write a file others may read at any moment: ``write(f)`` fills a temp file in the same folder, which is
+    fsync'ed and then renamed over ``path`` (``exclusive``: hard-linked instead, FileExistsError when ``path``
+    exists). Readers see the old file or the whole new one; on any failure the temp file is removed and the
+    OSError propagates (callers name their own error)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        if not exclusive:
+            os.replace(tmp, path)
+            return path
+        try:
+            os.link(tmp, path)  # fails with FileExistsError when another process created it first
+        except FileExistsError:
+            raise
+        except OSError as exc:
+            if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP):
+                raise
+            if path.exists():  # no hard links on this file system: best-effort exclusivity
+                raise FileExistsError(errno.EEXIST, "exists", str(path)) from None
+            os.replace(tmp, path)
+            return path
+        os.unlink(tmp)
+        return path
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return path
+
+
+def atomic_torch_save(state: Any, path: str | os.PathLike[str]) -> Path:
+    """torch.save ``state`` to ``path`` atomically (streamed into the temp file of ``atomic_write``)."""
+    return atomic_write(path, lambda f: torch.save(state, f))
 
 
 def load_checkpoint_file(path: str | os.PathLike[str], map_location: str | None = "cpu") -> dict[str, Any]:

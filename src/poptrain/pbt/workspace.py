@@ -33,7 +33,6 @@ import math
 import os
 import re
 import socket
-import tempfile
 import time as _time
 import uuid
 from collections.abc import Mapping
@@ -45,6 +44,7 @@ import numpy as np
 import torch
 import yaml
 
+from poptrain.checkpoints import atomic_write
 from poptrain.errors import WorkspaceError
 
 log = logging.getLogger(__name__)
@@ -261,45 +261,17 @@ def _dump_yaml(data: Any) -> bytes:
 # Atomic writes
 # ----------------------------------------------------------------------------------------------------------
 def _atomic_write(path: Path, data: bytes, *, exclusive: bool = False) -> None:
-    """Write ``data`` to ``path`` via temp file + fsync + os.replace (or os.link when ``exclusive``:
-    FileExistsError if ``path`` exists). OSError -> WorkspaceError naming the path; the temp never stays."""
+    """``checkpoints.atomic_write`` of ``data``; an OSError (other than the exclusive FileExistsError) becomes a
+    WorkspaceError naming the path. The temp file never stays."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as exc:
-        raise WorkspaceError(f"cannot write {str(path)!r}: {exc.strerror or exc}") from exc
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        if exclusive:
-            try:
-                os.link(tmp, path)  # fails with FileExistsError when another process created it first
-            except OSError as exc:
-                if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP) or isinstance(
-                    exc, FileExistsError
-                ):
-                    raise
-                if path.exists():  # no hard links on this file system: best effort exclusivity
-                    raise FileExistsError(errno.EEXIST, "exists", str(path)) from None
-                os.replace(tmp, path)
-            else:
-                os.unlink(tmp)
-        else:
-            os.replace(tmp, path)
+        atomic_write(path, lambda f: f.write(data), exclusive=exclusive)
     except FileExistsError:
-        Path(tmp).unlink(missing_ok=True)
         raise
     except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
         reason = "disk full" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
         raise WorkspaceError(
             f"cannot write {str(path)!r}: {reason} (errno {exc.errno}); nothing was written"
         ) from exc
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _torch_bytes(state: Any) -> bytes:
