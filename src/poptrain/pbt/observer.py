@@ -38,7 +38,7 @@ from rl_games.common.algo_observer import AlgoObserver
 
 from poptrain.checkpoints import atomic_torch_save
 from poptrain.errors import ConfigError, WorkspaceError
-from poptrain.pbt import live
+from poptrain.pbt import live, search
 from poptrain.pbt.mutation import mutate
 from poptrain.pbt.params import PbtParams
 from poptrain.pbt.restart import pop_restart_state, restart_argv, restart_process
@@ -104,6 +104,7 @@ def initial_pbt_check(cfg: DictConfig) -> StartInfo:
     token = ws.claim(member, int(params.num_policies))
     keys = list(params.mutation)
     _START = StartInfo(claim_token=token)
+    search.warn_dead_keys(params, cfg)
 
     restart_state = pop_restart_state()
     if restart_state is not None:
@@ -150,14 +151,19 @@ def initial_pbt_check(cfg: DictConfig) -> StartInfo:
         apply_params(cfg, {k: v for k, v in earlier[-1].get("new_params", {}).items() if k in keys})
     elif member != 0 and keys:
         old = params.initial_params(cfg)
-        new, changed = mutate(
-            old, params.mutation, _rng(cfg, member, "initial"), params.mutation_rate,
-            params.change_min, params.change_max,
-        )
+        if params.initial == "sample":  # issue 14: a Latin hypercube row of the priors (pbt/priors.py)
+            new, changed, mode = search.initial_values(params, old), [], "initial_sample"
+            changed = [k for k in keys if new[k] != old[k]]
+        else:
+            new, changed = mutate(
+                old, params.mutation, _rng(cfg, member, "initial"), params.mutation_rate,
+                params.change_min, params.change_max,
+            )
+            mode = "initial"
         apply_params(cfg, new)
         ws.append_lineage(
             "mutate", member, source=None, source_iteration=None, iteration=0, frames=0,
-            old_params=old, new_params=new, changed=changed, mode="initial",
+            old_params=old, new_params=new, changed=changed, mode=mode,
         )
     return _START
 
@@ -280,6 +286,10 @@ class PbtAlgoObserver(AlgoObserver):
         """Wall time this member has run (all its processes, from rl_games agent init on)."""
         return self._process_s0 + time.perf_counter() - self._t_init
 
+    def objective_stats(self) -> search.WindowStats:
+        """The window's mean, standard error and size (noise-aware selection; status shows them)."""
+        return search.window_stats(list(self.window))
+
     def objective(self) -> float:
         if self.window:
             return float(sum(self.window) / len(self.window))
@@ -310,6 +320,7 @@ class PbtAlgoObserver(AlgoObserver):
             overrides=list(self.overrides),
             finished=finished,
             extra={
+                **search.meta_extra(self.objective_stats(), self.window.maxlen),
                 "nonfinite_objectives": self._nonfinite,
                 "bookkeeping_s": round(self.bookkeeping_s, 6),
                 "process_s": round(self.process_s(), 6),
@@ -343,6 +354,7 @@ class PbtAlgoObserver(AlgoObserver):
             self.ws.cleanup(self.member, keep_last=int(self.p.keep_checkpoints))
             return
         decision = decide(self.member, candidates, self.p, _rng(self.cfg, self.member, "decide", self.iteration))
+        decision = search.noise_gate(decision, self.member, population, self.p)
         log.info(
             "PBT member %d iteration %d frames %d objective %.3f rank %d/%d: %s %s",
             self.member, self.iteration, frames, objective, rank, len(ranked), decision.action, decision.reason,
@@ -362,6 +374,8 @@ class PbtAlgoObserver(AlgoObserver):
 
     def _mutated(self, base: Mapping[str, Any], salt: str) -> tuple[dict[str, Any], list[str]]:
         rng = _rng(self.cfg, self.member, salt, self.iteration)
+        if self.p.explore != "mutate":  # issue 14: perturb | resample | pb2 (pbt/search.py)
+            return search.explore_member(base, self.p, rng, self.ws, self.member, self.iteration)
         return mutate(dict(base), self.p.mutation, rng, self.p.mutation_rate, self.p.change_min, self.p.change_max)
 
     def _exploit(self, leader: MemberMeta, frames: int) -> None:
