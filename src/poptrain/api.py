@@ -126,8 +126,9 @@ class Trainer:
         for _ in range(int(epochs)):
             epoch_num = agent.update_epoch()
             result = agent.train_epoch()
-            step_time, play_time, update_time, sum_time = result[:4]
-            a_losses, c_losses, entropies, kls, last_lr, lr_mul = result[4], result[5], *result[-4:]
+            # discrete agents return 10 values, continuous 11 (b_losses after c_losses): name both ends
+            step_time, play_time, update_time, sum_time, a_losses, c_losses = result[:6]
+            entropies, kls, last_lr, lr_mul = result[-4:]
             agent.dataset.update_values_dict(None)
             self.total_time += sum_time
             agent.frame += agent.curr_frames
