@@ -28,6 +28,7 @@ def overrides(
     search: str = "pbt_search",
     task: str = "AcrobotHard",
     mutation: str = "acrobot_showcase",
+    interval_epochs: int = 10,
 ) -> list[str]:
     """Overrides shared by every member (policy_idx and seed are added per member); ``search`` = pbt preset.
     Also used by scripts/search_compare.py for its other task and arms."""
@@ -35,8 +36,8 @@ def overrides(
     return [
         f"task={task}", f"num_envs={num_envs}", f"max_iterations={epochs}",
         "train.params.config.save_frequency=0", f"pbt={search}", f"pbt/mutation={mutation}",
-        f"pbt.num_policies={num_policies}", f"pbt.interval_steps={10 * epoch_frames}",
-        f"pbt.start_after={10 * epoch_frames}", f"pbt.initial_delay={20 * epoch_frames}",
+        f"pbt.num_policies={num_policies}", f"pbt.interval_steps={interval_epochs * epoch_frames}",
+        f"pbt.start_after={interval_epochs * epoch_frames}", f"pbt.initial_delay={2 * interval_epochs * epoch_frames}",
         "pbt.replace_fraction_worst=0.25",
     ]  # fmt: skip
 
