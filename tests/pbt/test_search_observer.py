@@ -44,11 +44,15 @@ def test_initial_sample_is_applied_once_and_dead_keys_warn(tmp_path, caplog):
     search._WARNED.clear()
     cfg = _compose(tmp_path, "pbt.policy_idx=2")
     params = PbtParams.from_cfg(cfg.pbt, cfg)
-    expected = initial_sample(search.dims(params), 4, 0)[1]  # member 2 = row 1
+    dead = search.dead_set(params, cfg)
+    assert dead == {C + "learning_rate"}  # AcrobotHardPPO's adaptive lr schedule overwrites it every epoch
+    expected = initial_sample(search.dims(params, dead), 4, 0)[1]  # member 2 = row 1
+    assert C + "learning_rate" not in expected
     with caplog.at_level(logging.WARNING):
         obs_mod.initial_pbt_check(cfg)
     for key, value in expected.items():
         assert OmegaConf.select(cfg, key) == pytest.approx(value)
+    assert OmegaConf.select(cfg, C + "learning_rate") == pytest.approx(3e-4)  # dead: not searched
     ws = Workspace(tmp_path / "pbt_workspace")
     (event,) = ws.read_lineage()
     assert event["mode"] == "initial_sample" and event["member"] == 2

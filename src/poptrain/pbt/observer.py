@@ -152,7 +152,7 @@ def initial_pbt_check(cfg: DictConfig) -> StartInfo:
     elif member != 0 and keys:
         old = params.initial_params(cfg)
         if params.initial == "sample":  # issue 14: a Latin hypercube row of the priors (pbt/priors.py)
-            new, changed, mode = search.initial_values(params, old), [], "initial_sample"
+            new, mode = search.initial_values(params, old, search.dead_set(params, cfg)), "initial_sample"
             changed = [k for k in keys if new[k] != old[k]]
         else:
             new, changed = mutate(
@@ -200,6 +200,7 @@ class PbtAlgoObserver(AlgoObserver):
         self.member = int(self.p.policy_idx)
         self.ws = workspace_for(cfg, self.p)
         self.keys = list(self.p.mutation)
+        self.dead = search.dead_set(self.p, cfg)  # keys the training loop overwrites: never re-applied live
         self.params = self.p.initial_params(cfg)
         self.overrides = current_overrides()
         start = _START
@@ -375,7 +376,7 @@ class PbtAlgoObserver(AlgoObserver):
     def _mutated(self, base: Mapping[str, Any], salt: str) -> tuple[dict[str, Any], list[str]]:
         rng = _rng(self.cfg, self.member, salt, self.iteration)
         if self.p.explore != "mutate":  # issue 14: perturb | resample | pb2 (pbt/search.py)
-            return search.explore_member(base, self.p, rng, self.ws, self.member, self.iteration)
+            return search.explore_member(base, self.p, rng, self.ws, self.member, self.iteration, self.dead)
         return mutate(dict(base), self.p.mutation, rng, self.p.mutation_rate, self.p.change_min, self.p.change_max)
 
     def _exploit(self, leader: MemberMeta, frames: int) -> None:
@@ -402,7 +403,8 @@ class PbtAlgoObserver(AlgoObserver):
             self.window.clear()
             self.carried_objective = float(leader.objective)
             # the leader's optimizer state carries the leader's lr: re-apply every live key we track
-            live.apply_live(self.algo, {k: v for k, v in new.items() if live.is_live(k, self.algo)})
+            # (except keys the training loop overwrites: issue 14, search.dead_set)
+            live.apply_live(self.algo, {k: v for k, v in new.items() if live.is_live(k, self.algo) and k not in self.dead})
             self.params = new
             self.ws.append_lineage("exploit", self.member, mode="hot_swap",
                                    latency_s=time.time() - decision_time, **event)

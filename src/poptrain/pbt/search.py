@@ -17,7 +17,7 @@ from poptrain.pbt import pb2
 from poptrain.pbt.explore import Dim, explore, search_dims
 from poptrain.pbt.noise import WindowStats, gate, window_stats
 from poptrain.pbt.params import PbtParams
-from poptrain.pbt.priors import initial_sample
+from poptrain.pbt.priors import dead_keys, initial_sample
 from poptrain.pbt.priors import warn_dead_keys as _warn_dead_keys
 from poptrain.pbt.selection import Decision
 
@@ -28,11 +28,24 @@ log = logging.getLogger(__name__)
 _WARNED: set[str] = set()
 
 
-def dims(params: PbtParams) -> list[Dim]:
+def dims(params: PbtParams, dead: frozenset[str] | set[str] = frozenset()) -> list[Dim]:
+    """The searched keys' spaces, without ``dead`` keys (they keep their value: see ``dead_set``)."""
     found, problems = search_dims(params.mutation)
     if problems:  # PbtParams.from_cfg reports these for explore != mutate / initial = sample
         raise ValueError("; ".join(problems))
-    return found
+    return [d for d in found if d.key not in dead]
+
+
+def dead_set(params: PbtParams, cfg: Any) -> frozenset[str]:
+    """Mutated keys the training loop overwrites (``priors.dead_keys``). The new strategies (perturb, resample,
+    pb2, the initial sample) leave them at their value, and a hot swap never re-applies them: re-applying
+    learning_rate under the adaptive schedule would knock the rate the schedule adapted (up to 1e-2) back to
+    the nominal 3e-4 at every exploit."""
+    try:
+        train_config = cfg.train.params.config
+    except (AttributeError, KeyError):
+        return frozenset()
+    return frozenset(key for key, _ in dead_keys(list(params.mutation), train_config))
 
 
 def warn_dead_keys(params: PbtParams, cfg: Any) -> None:
@@ -46,13 +59,15 @@ def warn_dead_keys(params: PbtParams, cfg: Any) -> None:
         _WARNED.add(key)
 
 
-def initial_values(params: PbtParams, old: Mapping[str, Any]) -> dict[str, Any]:
+def initial_values(
+    params: PbtParams, old: Mapping[str, Any], dead: frozenset[str] = frozenset()
+) -> dict[str, Any]:
     """Member ``policy_idx``'s initial values: its row of the population's Latin hypercube (member 0: ``old``)."""
     member = int(params.policy_idx)
     new = dict(old)
     if member == 0:
         return new
-    rows = initial_sample(dims(params), int(params.num_policies), int(params.sample_seed))
+    rows = initial_sample(dims(params, dead), int(params.num_policies), int(params.sample_seed))
     for key, value in rows[member - 1].items():
         new[key] = float(value) if isinstance(old.get(key), float) else value
     return new
@@ -86,10 +101,16 @@ def noise_gate(decision: Decision, member: int, population: Mapping[int, Any], p
 
 
 def explore_member(
-    base: Mapping[str, Any], params: PbtParams, rng: random.Random, ws: Any, member: int, iteration: int
+    base: Mapping[str, Any],
+    params: PbtParams,
+    rng: random.Random,
+    ws: Any,
+    member: int,
+    iteration: int,
+    dead: frozenset[str] = frozenset(),
 ) -> tuple[dict[str, Any], list[str]]:
     """New values for ``base`` by ``params.explore`` (perturb | resample | pb2); returns (new, changed)."""
-    found = dims(params)
+    found = dims(params, dead)
 
     def pb2_suggest() -> dict[str, float | int]:
         histories = {m: ws.member_history(m) for m in ws.members()}
