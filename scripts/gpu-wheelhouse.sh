@@ -82,6 +82,19 @@ if bad:
     sys.exit("[wheelhouse] " + "; ".join(bad))
 EOF
 
+# The device's install, rehearsed here for a cp312 x86-64 target: offline, no dependency resolution, one
+# --target folder (mujoco and mujoco-core both fill mujoco/; poptrain's wheel must carry its cfg YAML).
+rehearsal=$(mktemp -d)
+trap 'rm -rf "$rehearsal"' EXIT
+"$PY" -m pip install -q --no-index --find-links "$DEST" --no-deps --no-compile --target "$rehearsal" \
+    --python-version 3.12 --implementation cp --abi cp312 --abi abi3 --abi none --only-binary=:all: \
+    "${platform_args[@]}" -r "$DEST/requirements.txt"
+for f in mujoco/__init__.py mujoco/libmujoco.so.4.0.0 poptrain/cfg/config.yaml poptrain/cfg/task/AcrobotHard.yaml \
+    mujoco_playground/__init__.py rl_games/torch_runner.py hydra/__init__.py; do
+    [ -e "$rehearsal/$f" ] || { echo "[wheelhouse] rehearsed install lacks $f" >&2; exit 1; }
+done
+echo "[wheelhouse] rehearsed the offline --no-deps install for cp312: $(du -sh "$rehearsal" | cut -f1) installed"
+
 wheels_bytes=$(du -cb "$DEST"/*.whl | tail -1 | cut -f1)
 tree_bytes=$(git ls-files -z --cached --others --exclude-standard | du -cb --files0-from=- 2>/dev/null | tail -1 | cut -f1)
 total=$((wheels_bytes + tree_bytes))
