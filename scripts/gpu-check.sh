@@ -6,8 +6,8 @@
 #   bash scripts/gpu-check.sh --cpu-dry-run   # here / CI: same steps, tiny sizes, CPU, a local wheelhouse
 #
 # Expected durations (GPU, estimates until the first run; each part also has its own timeout):
-# install 15 s, environment 5 s, gpu tests 110 s, throughput 45 s, Playground 75 s, PBT overhead 50 s,
-# AcrobotHard population 35 s: ~335 s; a 400 s deadline over all parts keeps the whole within 7 minutes.
+# install 15 s, environment 5 s, gpu tests 110 s, throughput 45 s, Playground 75 s, PBT overhead 60 s,
+# AcrobotHard population 35 s: ~345 s; a 400 s deadline over all parts keeps the whole within 7 minutes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-python3} # the device image's python3 holds CUDA torch and jax

@@ -90,7 +90,7 @@ GPU = Sizes(
     playground_epochs=6,
     pbt_parts="abc",
     pbt_members=4,
-    pbt_epochs=30,
+    pbt_epochs=40,
     pbt_envs=4096,
     pop_members=4,
     pop_envs=4096,
@@ -296,7 +296,7 @@ def plan(dry: bool, py: str, work: Path, site: Path, wheelhouse: Path, out: Path
                 "--json",
                 str(work / "pbt_overhead.json"),
             ],
-            expected_s=3 if dry else 50,
+            expected_s=3 if dry else 60,
             timeout_s=60 if dry else 90,
             env={
                 "PBT_BENCH_DEVICE": s.device,
