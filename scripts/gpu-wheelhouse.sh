@@ -21,8 +21,12 @@ cd "$(dirname "$0")/.."
 # pip's notes about find-links folders of this machine's own configuration that do not exist: noise here
 exec 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
 DEST=${1:-.whl}
-PY=${PY:-/work/main/.venv/bin/python}
+PY=${PY:-.venv/bin/python} # the Makefile's venv: pip and setuptools>=77 (builds poptrain's wheel)
 [ -x "$PY" ] || PY=python3
+if ! "$PY" -c 'import setuptools, sys; sys.exit(int(setuptools.__version__.split(".")[0]) < 77)' 2>/dev/null; then
+    echo "[wheelhouse] $PY lacks setuptools>=77 (needed to build poptrain's wheel offline); make setup, or set PY=" >&2
+    exit 2
+fi
 LIMIT_MIB=64 # tree + carried folders, per call (device notes)
 
 BINARY=(
