@@ -88,7 +88,7 @@ GPU = Sizes(
     playground_envs=4096,
     playground_steps=100,
     playground_epochs=6,
-    pbt_parts="abc",
+    pbt_parts="bac",  # b (synthetic, cheap) first: it reports even if a member of (a)/(c) fails
     pbt_members=4,
     pbt_epochs=40,
     pbt_envs=4096,
@@ -601,6 +601,7 @@ def main(argv: list[str] | None = None) -> int:
     deadline = started + DEADLINE_S
     work = Path(tempfile.mkdtemp(prefix="gpu-check-"))
     site = work / "site"
+    (work / "tmp").mkdir()
     wheelhouse = work / "wheelhouse" if dry else Path(args.wheelhouse).resolve()
     if not dry and not (wheelhouse / "requirements.txt").is_file():
         print(
@@ -618,6 +619,9 @@ def main(argv: list[str] | None = None) -> int:
         XLA_PYTHON_CLIENT_PREALLOCATE="false",
         JAX_COMPILATION_CACHE_DIR=str(work / "jax_cache"),
         TORCHINDUCTOR_CACHE_DIR=str(work / "inductor"),
+        # the parts' own temp folders land in the work folder, which goes at the end even when a part is killed
+        # before its cleanup ran (the dry run's Playground part is)
+        TMPDIR=str(work / "tmp"),
     )
     log = Log(out / LOG_NAME)
     mode = "cpu-dry-run" if dry else "gpu"
