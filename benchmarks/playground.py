@@ -204,7 +204,9 @@ def main() -> None:
             flush=True,
         )
         env = build(args.task, args.num_envs, args.device, str(work / "a"), args.episode_length)
-        figures.update(compile_cold_s=cold, compile_cached_s=warm, impl=str(getattr(env.raw_env._config, "impl", "")))
+        figures.update(
+            compile_cold_s=cold, compile_cached_s=warm, impl=str(getattr(env.raw_env._config, "impl", ""))
+        )
         loops, adapters, feds, stricts, totals = [], [], [], [], []
         for _ in range(args.repeats):
             loops.append(raw_steps_per_s(env, args.steps))
@@ -235,7 +237,11 @@ def main() -> None:
         )
         print(f"load average (1 min) at start {load_start:.2f}, at end {os.getloadavg()[0]:.2f}")
         figures.update(
-            raw_loop=loops, raw_fed=feds, raw_strict=stricts, adapter=adapters, training_frames_per_s=totals,
+            raw_loop=loops,
+            raw_fed=feds,
+            raw_strict=stricts,
+            adapter=adapters,
+            training_frames_per_s=totals,
             adapter_over_fed=[a / r for a, r in zip(adapters, feds, strict=True)],
             adapter_over_strict=[a / r for a, r in zip(adapters, stricts, strict=True)],
             final_mean_reward=reward,

@@ -364,7 +364,9 @@ class PlaygroundTask:
         task_default = str(config.get("impl", "")) if hasattr(config, "get") else ""
         impl = resolve_impl(s.impl, self.device.type, task_default, find_spec("warp") is not None)
         if impl == "jax" and s.impl == "auto" and self.device.type != "cpu" and task_default == "warp":
-            log.info("Playground %s: impl=jax on %s (its default, warp, needs warp-lang)", s.name, self.device)
+            log.info(
+                "Playground %s: impl=jax on %s (its default, warp, needs warp-lang)", s.name, self.device
+            )
         if impl:
             overrides["impl"] = impl
         if "vision" in config and config.vision:
