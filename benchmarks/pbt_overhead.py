@@ -13,11 +13,14 @@ Parts (each a function returning rows; ``main`` prints them):
   read from the lineage log of the same population run as (a) (goal: hot swap < 1 s).
 
 Run: ``.venv/bin/python benchmarks/pbt_overhead.py`` (all parts; ``--parts b`` for the synthetic one only).
+Population sizes from ``PBT_BENCH_MEMBERS``/``PBT_BENCH_EPOCHS``/``PBT_BENCH_ENVS``; ``PBT_BENCH_DEVICE=cuda``
+trains the members on the GPU (``rl_device``/``sim_device``); ``--json PATH`` also writes every part's rows.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import statistics
@@ -154,7 +157,8 @@ def _population_workspace(
     n = int(os.environ.get("PBT_BENCH_MEMBERS", n))
     epochs = int(os.environ.get("PBT_BENCH_EPOCHS", epochs))
     num_envs = int(os.environ.get("PBT_BENCH_ENVS", num_envs))
-    key = f"{n}-{epochs}-{num_envs}-{mutation}"
+    device = os.environ.get("PBT_BENCH_DEVICE", "cpu")
+    key = f"{n}-{epochs}-{num_envs}-{mutation}-{device}"
     if key in _POPULATION:
         return _POPULATION[key]
     root = Path(tempfile.mkdtemp(prefix="pbt_overhead_"))
@@ -169,7 +173,7 @@ def _population_workspace(
             f"pbt.num_policies={n}", f"pbt.policy_idx={i}", f"pbt.workspace={ws}",
             f"pbt.interval_steps={10 * frames_per_epoch}", f"pbt.start_after={10 * frames_per_epoch}",
             f"pbt.initial_delay={10 * frames_per_epoch}", "pbt.replace_rule=threshold", "pbt.threshold_std=0",
-            "pbt.threshold_abs=0", "pbt.mutation_rate=0.4",
+            "pbt.threshold_abs=0", "pbt.mutation_rate=0.4", f"rl_device={device}", f"sim_device={device}",
         ]
         log = (root / f"log{i}.txt").open("w")
         procs.append(subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ)))
@@ -245,10 +249,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     ap.add_argument("--sizes", default="8,64,256", help="population sizes for part b")
     ap.add_argument("--repeats", type=int, default=15)
+    ap.add_argument("--json", default="", help="also write every part's rows to this file")
     args = ap.parse_args(argv)
     unknown = sorted(set(args.parts) - set(PARTS))
     if unknown:
         ap.error(f"unknown parts {unknown}; available: {sorted(PARTS)}")
+    figures: dict[str, list[dict]] = {}
     for part in args.parts:
         fn, show = PARTS[part]
         if part == "b":
@@ -256,6 +262,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             rows = fn()
         show(rows)
+        figures[part] = rows
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=1))
     return 0
 
 

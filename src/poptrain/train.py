@@ -177,14 +177,40 @@ def _setup_torch(cfg: DictConfig) -> None:
     os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(Path(cfg.train_dir) / ".inductor_cache"))
 
 
+def _on_cpu(value: Any) -> Any:
+    """``value`` with every tensor (in nested dicts, lists, tuples) moved to the CPU; other values as they are."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu()
+    if isinstance(value, dict):
+        return {k: _on_cpu(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_on_cpu(v) for v in value)
+    return value
+
+
 def _make_save_atomic(algo: Any) -> None:
-    """Make rl_games' agent.save write temp-file + os.replace (its own torch.save is not atomic)."""
-    from poptrain.checkpoints import atomic_torch_save
+    """Make rl_games' agent.save write temp-file + os.replace (its own torch.save is not atomic) with CPU
+    tensors, and agent.restore load onto the agent's own device.
+
+    rl_games saves tensors where they live and restores with a plain ``torch.load`` (no map_location): a
+    checkpoint written on ``cuda`` then fails to load on a machine without CUDA ("Attempting to deserialize
+    object on a CUDA device"), and one written on ``cuda:1`` lands on GPU 1 (or fails with "invalid device
+    ordinal" where CUDA_VISIBLE_DEVICES pins one GPU). Saving CPU tensors makes every checkpoint portable (the
+    device-to-host copy is one per save, ~100 KiB for the 32-32 MLPs here); restoring with
+    ``map_location=<agent device>`` also reads files written elsewhere (rl_games', IsaacGymEnvs').
+    """
+    from poptrain.checkpoints import atomic_torch_save, load_checkpoint_file
 
     def save(fn: str) -> None:
-        atomic_torch_save(algo.get_full_state_weights(), fn + ".pth")
+        atomic_torch_save(_on_cpu(algo.get_full_state_weights()), fn + ".pth")
+
+    def restore(fn: str, set_epoch: bool = True) -> None:
+        state = load_checkpoint_file(fn, map_location=str(algo.ppo_device))
+        state["model"] = {k.replace("_orig_mod.", ""): v for k, v in state["model"].items()}
+        algo.set_full_state_weights(state, set_epoch=set_epoch)
 
     algo.save = save
+    algo.restore = restore
 
 
 # ---- train --------------------------------------------------------------------------------------------
@@ -210,7 +236,7 @@ def _extra_observers(cfg: DictConfig) -> list[Any]:
 
 
 class _AtomicSaveObserver:
-    """Hooks into after_init to make the agent's checkpoint writes atomic."""
+    """Hooks into after_init to make the agent's checkpoint writes atomic and portable (see _make_save_atomic)."""
 
     def after_init(self, algo: Any) -> None:
         _make_save_atomic(algo)

@@ -39,6 +39,7 @@ import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +64,8 @@ class PlaygroundSettings:
 
     #: Playground registry name, e.g. CartpoleBalance, CheetahRun, Go1JoystickFlatTerrain.
     name: str
-    #: MJX implementation: auto (jax on CPU, the task's own default on GPU), jax or warp.
+    #: MJX implementation: auto (jax on CPU; on GPU the task's own default, jax where that is warp and
+    #: warp-lang is not installed), jax or warp.
     impl: str = "auto"
     #: Control steps per episode before truncation; 0 = the task's own ``episode_length``.
     episode_length: int = 0
@@ -240,6 +242,22 @@ def jax_device(jax: Any, device: torch.device) -> Any:
     raise ConfigError(f"sim_device={device} is not supported by the Playground adapter; valid: cpu, cuda[:N]")
 
 
+def resolve_impl(impl: str, device_type: str, task_default: str, have_warp: bool) -> str:
+    """The MJX implementation to ask Playground for; '' keeps the task's own default.
+
+    ``auto``: jax on CPU (warp ran ~8x slower there). On GPU the task's default, except that a task defaulting
+    to warp gets jax when warp-lang is not installed (the dm_control tasks default to warp in playground 0.2.0;
+    warp-lang is ~390 MB installed, too big for some GPU images, and MJX cannot run warp without it).
+    """
+    if impl != "auto":
+        return impl
+    if device_type == "cpu":
+        return "jax"
+    if task_default == "warp" and not have_warp:
+        return "jax"
+    return ""
+
+
 def action_crossing(device: torch.device) -> str:
     """How actions cross from torch to jax on ``device``: zero-copy either way, cheapest first.
 
@@ -342,12 +360,15 @@ class PlaygroundTask:
         from mujoco_playground import wrapper
 
         overrides = dict(s.config_overrides)
-        impl = s.impl
-        if impl == "auto":
-            impl = "jax" if self.device.type == "cpu" else ""
+        config = registry.get_default_config(s.name)
+        task_default = str(config.get("impl", "")) if hasattr(config, "get") else ""
+        impl = resolve_impl(s.impl, self.device.type, task_default, find_spec("warp") is not None)
+        if impl == "jax" and s.impl == "auto" and self.device.type != "cpu" and task_default == "warp":
+            log.info(
+                "Playground %s: impl=jax on %s (its default, warp, needs warp-lang)", s.name, self.device
+            )
         if impl:
             overrides["impl"] = impl
-        config = registry.get_default_config(s.name)
         if "vision" in config and config.vision:
             raise ConfigError(
                 f"Playground task {s.name!r} is configured for pixels (vision=True): not supported"
