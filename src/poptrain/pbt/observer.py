@@ -42,7 +42,7 @@ from poptrain.pbt import live
 from poptrain.pbt.mutation import mutate
 from poptrain.pbt.params import PbtParams
 from poptrain.pbt.restart import pop_restart_state, restart_argv, restart_process
-from poptrain.pbt.selection import candidates_from_metas, decide
+from poptrain.pbt.selection import candidates_from_metas, decide, population_counts
 from poptrain.pbt.selection import rank as rank_candidates
 from poptrain.pbt.workspace import MemberMeta, Workspace
 
@@ -82,7 +82,11 @@ def current_overrides() -> list[str]:
 
 
 def workspace_for(cfg: DictConfig, params: PbtParams) -> Workspace:
-    return Workspace(params.workspace_root(str(cfg.train_dir)), stale_after_s=float(params.stale_after_s))
+    return Workspace(
+        params.workspace_root(str(cfg.train_dir)),
+        stale_after_s=float(params.stale_after_s),
+        stale_interval_factor=float(params.stale_interval_factor),
+    )
 
 
 def apply_params(cfg: DictConfig, values: Mapping[str, Any]) -> None:
@@ -210,6 +214,14 @@ class PbtAlgoObserver(AlgoObserver):
         self._process_s0 = float(start.process_s)
         self._t_init = time.perf_counter()
         self.last_objective = math.nan
+        # Wall clock of every PBT decision and metadata time stamp (a test injects a fake one: staleness is
+        # judged on wall time, and intervals that take hours must not need hours of test time).
+        self.clock = time.time
+        self._t_init_wall = self.clock()
+        self._last_write: float | None = None  # wall time of this process' previous metadata write
+        self.interval_s = 0.0  # wall seconds of this member's last PBT interval (written as extra.interval_s)
+        self.waiting = 0  # PBT iterations in a row where no decision was possible (too few valid members)
+        self.waiting_counts: dict[str, int] = {}
         # Until this process has its own finished episodes, the objective is the one its weights came with
         # (the leader's after an exploit, the saved one after a restart/resume): episodes can be longer
         # than an interval, and an empty window must not read as "unknown" (NaN never ranks).
@@ -218,6 +230,7 @@ class PbtAlgoObserver(AlgoObserver):
     # ---- rl_games hooks --------------------------------------------------------------------------
     def after_init(self, algo: Any) -> None:
         self._t_init = time.perf_counter()
+        self._t_init_wall = self.clock()
         self.algo = algo
         self.writer = getattr(algo, "writer", None)
         # The window holds at least one finished episode per env: when a whole batch ends on the same step
@@ -302,7 +315,7 @@ class PbtAlgoObserver(AlgoObserver):
             checkpoint=f"{self.iteration:06d}.pth",
             experiment=str(self.algo.experiment_name),
             experiment_dir=str(self.algo.experiment_dir),
-            time=time.time(),
+            time=self.clock(),
             num_policies=int(self.p.num_policies),
             parent=self.parent,
             restarts=self.restarts,
@@ -313,6 +326,11 @@ class PbtAlgoObserver(AlgoObserver):
                 "nonfinite_objectives": self._nonfinite,
                 "bookkeeping_s": round(self.bookkeeping_s, 6),
                 "process_s": round(self.process_s(), 6),
+                "interval_s": round(self.interval_s, 3),
+                # iterations in a row without a possible decision, as of the previous iteration (poptrain status)
+                "waiting": {
+                    "iterations": self.waiting, "warn_after": int(self.p.waiting_warn_after), **self.waiting_counts
+                },
             },
         )
 
@@ -327,10 +345,12 @@ class PbtAlgoObserver(AlgoObserver):
                 f"(grace period pbt.objective_grace_steps={grace}); {self._nonfinite} non-finite values seen"
             )
         self.iteration += 1
+        self.interval_s = self._interval_duration()
         self.ws.write_checkpoint(self._meta(frames, objective), self._state())
 
-        now = time.time()
-        population = self.ws.read_population(now=now)
+        now = self.clock()
+        self._last_write = now
+        population = self.ws.read_population(now=now, include_stale=True)  # selection judges staleness
         candidates = candidates_from_metas(population.values(), now)
         ranked = rank_candidates(candidates, self.p)
         rank = next((i for i, c in enumerate(ranked) if c.member == self.member), -1)
@@ -343,6 +363,7 @@ class PbtAlgoObserver(AlgoObserver):
             self.ws.cleanup(self.member, keep_last=int(self.p.keep_checkpoints))
             return
         decision = decide(self.member, candidates, self.p, _rng(self.cfg, self.member, "decide", self.iteration))
+        self._track_waiting(decision.waiting, population_counts(candidates, self.p), frames)
         log.info(
             "PBT member %d iteration %d frames %d objective %.3f rank %d/%d: %s %s",
             self.member, self.iteration, frames, objective, rank, len(ranked), decision.action, decision.reason,
@@ -352,6 +373,34 @@ class PbtAlgoObserver(AlgoObserver):
         elif decision.action == "mutate":
             self._mutate_own(frames)
         self.ws.cleanup(self.member, keep_last=int(self.p.keep_checkpoints))
+
+    def _interval_duration(self) -> float:
+        """Wall seconds since this member's previous metadata write (across restarts: the workspace's newest
+        metadata of this member), else since this process started training."""
+        now = self.clock()
+        if self._last_write is not None:
+            return max(0.0, now - self._last_write)
+        previous = self.ws.latest(self.member)
+        if previous is not None and previous.time <= now:
+            return now - previous.time
+        return max(0.0, now - self._t_init_wall)
+
+    def _track_waiting(self, waiting: bool, counts: dict[str, int], frames: int) -> None:
+        """Count iterations without a possible decision; say so once every ``waiting_warn_after`` of them."""
+        self.waiting = self.waiting + 1 if waiting else 0
+        self.waiting_counts = dict(counts) if waiting else {}
+        self._scalar("pbt/waiting_iterations", self.waiting, frames)
+        self._scalar("pbt/valid_members", counts["valid"], frames)
+        every = int(self.p.waiting_warn_after)
+        if self.waiting and self.waiting % every == 0:
+            log.warning(
+                "PBT member %d: no PBT decision possible for %d iterations in a row: %d of %d members valid, "
+                "%d missing (not started or not yet past start_after), %d stale (older than "
+                "max(stale_after_s=%g, %g x own interval)), %d without an objective yet",
+                self.member, self.waiting, counts["valid"], int(self.p.num_policies), counts["missing"],
+                counts["stale"], float(self.p.stale_after_s), float(self.p.stale_interval_factor),
+                counts["no_objective"],
+            )
 
     def _budget_spent(self, frames: int) -> bool:
         """True on the member's last epoch: a copy or restart there would only waste the remaining budget."""

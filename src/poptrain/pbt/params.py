@@ -60,7 +60,15 @@ class PbtParams:
     threshold_abs: float = 0.05  # ILab: A in mean +- A cuts of the threshold rule (ILab 0.05)
     replace_rule: str = "fraction"  # ours: fraction (IGE) | threshold (ILab) | quantile (Ray)
     quantile_fraction: float = 0.25  # Ray: bottom/top quantile size for replace_rule=quantile (Ray 0.25)
-    stale_after_s: float = 600.0  # ours: a member whose newest metadata is older than this counts as absent
+    stale_after_s: float = 600.0  # ours: floor of the staleness limit (see stale_interval_factor)
+    # ours: a member counts as absent only when its newest metadata is older than
+    # max(stale_after_s, stale_interval_factor x its own last interval duration); 3 = two missed writes of slack,
+    # so a population whose intervals take an hour (IGE: 10-20 M frames per interval) is judged like one whose
+    # intervals take seconds; 0 = wall clock only (stale_after_s alone, the rule before this field existed)
+    stale_interval_factor: float = 3.0
+    # ours: after this many PBT iterations in a row without a possible decision (too few valid peers: missing,
+    # stale, no objective yet) the member logs one warning with the counts (and again every as many iterations)
+    waiting_warn_after: int = 3
     objective_window: int = (
         100  # ours: finished episodes averaged into the objective (rl_games games_to_track)
     )
@@ -177,6 +185,8 @@ class PbtParams:
         values["replace_rule"] = v
         number("quantile_fraction", 0.0, 0.5, lo_open=True)
         number("stale_after_s", 0.0, lo_open=True)
+        number("stale_interval_factor", 0.0)
+        integer("waiting_warn_after", lo=1)
         integer("objective_window", lo=1)
         integer("objective_grace_steps", lo=0)
         integer("keep_checkpoints", lo=1)
