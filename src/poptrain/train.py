@@ -105,6 +105,30 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError("; ".join(problems))
 
 
+def hydra_run_dir() -> str:
+    """``hydra.run.dir`` of this Hydra app ('.' outside one, and by default: cfg/config.yaml)."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        if HydraConfig.initialized():
+            return str(HydraConfig.get().run.dir)
+    except Exception:  # noqa: BLE001 - no Hydra context
+        pass
+    return "."
+
+
+def resolve_run_dir(cfg: DictConfig, run_dir: str | None = None) -> None:
+    """A relative ``train_dir`` lies under ``hydra.run.dir`` when one is given.
+
+    IsaacGymEnvs runs on Hydra 1.1, whose job changes into ``hydra.run.dir``: its launcher passes
+    ``hydra.run.dir=<train_dir>/<run>/<experiment>`` (``experiment_dir_arg_name="hydra.run.dir"``) and the
+    runs land there. We never change the working directory (version_base 1.3); resolving the relative output
+    root against the run dir puts them in the same place."""
+    run_dir = hydra_run_dir() if run_dir is None else run_dir
+    if run_dir not in ("", ".") and not Path(str(cfg.train_dir)).is_absolute():
+        cfg.train_dir = str(Path(run_dir) / str(cfg.train_dir))
+
+
 def resolve_seed(cfg: DictConfig) -> int:
     """Return the run's seed; -1 draws one (and writes it back into cfg so it is recorded)."""
     seed = int(cfg.seed)
@@ -328,6 +352,7 @@ def play_episodes(player: Any, env: Any, episodes: int, deterministic: bool) -> 
 def launch(cfg: DictConfig) -> int:
     """Validate, then train or play. Returns the process exit code."""
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s %(name)s] %(message)s", datefmt="%H:%M:%S")
+    resolve_run_dir(cfg)
     validate(cfg)
     resolve_seed(cfg)
     _setup_torch(cfg)

@@ -75,7 +75,10 @@ def current_overrides() -> list[str]:
         from hydra.core.hydra_config import HydraConfig
 
         if HydraConfig.initialized():
-            return list(HydraConfig.get().overrides.task)
+            overrides = HydraConfig.get().overrides
+            # hydra.run.dir places a relative train_dir (train.resolve_run_dir): a restart must keep it
+            run_dir = [o for o in overrides.hydra if str(o).startswith("hydra.run.dir=")]
+            return [*overrides.task, *run_dir]
     except Exception:  # noqa: BLE001 - no Hydra context
         pass
     return []

@@ -65,7 +65,12 @@ def interval_of(meta: Any) -> float:
     """``extra["interval_s"]`` of a MemberMeta-like object; 0.0 when absent or not a finite number >= 0."""
     extra = getattr(meta, "extra", None)
     value = extra.get("interval_s") if isinstance(extra, dict) else None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value < 0
+    ):
         return 0.0
     return float(value)
 
@@ -121,7 +126,10 @@ def decide(member: int, population: Sequence[Candidate], params: PbtParams, rng:
         return Decision("keep", None, f"member {member} has no metadata in the population table yet", True)
     if not is_valid(own, params):
         return Decision(
-            "keep", None, f"own objective is not known yet ({own.objective}) or stale ({own.age_s:.0f} s)", True
+            "keep",
+            None,
+            f"own objective is not known yet ({own.objective}) or stale ({own.age_s:.0f} s)",
+            True,
         )
     ranked = rank(population, params)
     if params.replace_rule == "fraction":

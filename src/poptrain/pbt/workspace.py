@@ -300,7 +300,9 @@ def _pid_alive(pid: int) -> bool:
 class Workspace:
     """The shared folder of one PBT population (safe for concurrent members on one or many machines)."""
 
-    def __init__(self, root: str | Path, *, stale_after_s: float = 3600.0, stale_interval_factor: float = 3.0):
+    def __init__(
+        self, root: str | Path, *, stale_after_s: float = 3600.0, stale_interval_factor: float = 3.0
+    ):
         self.root = Path(root)
         self.stale_after_s = float(stale_after_s)
         # staleness follows each member's pace: see PbtParams.stale_interval_factor
