@@ -40,7 +40,7 @@ from poptrain.checkpoints import atomic_torch_save
 from poptrain.errors import ConfigError, WorkspaceError
 from poptrain.pbt import live
 from poptrain.pbt.mutation import mutate
-from poptrain.pbt.params import PbtParams
+from poptrain.pbt.params import PbtParams, rule_choice
 from poptrain.pbt.restart import pop_restart_state, restart_argv, restart_process
 from poptrain.pbt.selection import candidates_from_metas, decide, population_counts
 from poptrain.pbt.selection import rank as rank_candidates
@@ -155,7 +155,7 @@ def initial_pbt_check(cfg: DictConfig) -> StartInfo:
     earlier = [e for e in ws.read_lineage() if e.get("member") == member and e.get("event") == "mutate"]
     if earlier:  # crashed before its first checkpoint: re-apply the initial mutation, never draw a new one
         apply_params(cfg, {k: v for k, v in earlier[-1].get("new_params", {}).items() if k in keys})
-    elif member != 0 and keys:
+    elif keys and _mutates_initially(params.initial_mutation, member):
         old = params.initial_params(cfg)
         new, changed = mutate(
             old, params.mutation, _rng(cfg, member, "initial"), params.mutation_rate,
@@ -167,6 +167,11 @@ def initial_pbt_check(cfg: DictConfig) -> StartInfo:
             old_params=old, new_params=new, changed=changed, mode="initial",
         )
     return _START
+
+
+def _mutates_initially(mode: str, member: int) -> bool:
+    """pbt.initial_mutation: except_first (ours), all (IGE), none (Isaac Lab)."""
+    return mode == "all" or (mode == "except_first" and member != 0)
 
 
 def _plain(value: Any) -> Any:
@@ -202,6 +207,9 @@ class PbtAlgoObserver(AlgoObserver):
         self.ws = workspace_for(cfg, self.p)
         self.keys = list(self.p.mutation)
         self.params = self.p.initial_params(cfg)
+        _, why = rule_choice(cfg.pbt)
+        log.info("PBT member %d: replace_rule=%s (%s)", self.member, self.p.replace_rule, why)
+        self.changed_at_frame: int | None = None  # frames at the last (re)start, exploit or own mutation
         self.overrides = current_overrides()
         start = _START
         self.iteration, self.restarts, self.exploits = start.iteration, start.restarts, start.exploits
@@ -256,6 +264,8 @@ class PbtAlgoObserver(AlgoObserver):
         self._flush_pending()
         frames = int(self.algo.frame)
         interval = int(self.p.interval_steps)
+        if self.changed_at_frame is None:
+            self.changed_at_frame = frames  # this process' start (fresh, restart or resume)
         if self.next_frame is None:
             # first epoch of this process (fresh, or restored at a later frame count): next mark strictly ahead
             self.next_frame = max(int(self.p.start_after), (frames // interval + 1) * interval)
@@ -362,7 +372,7 @@ class PbtAlgoObserver(AlgoObserver):
         self._scalar("pbt/restarts", self.restarts, frames)
         self._scalar("pbt/exploits", self.exploits, frames)
 
-        if frames < int(self.p.initial_delay) or self._budget_spent(frames):
+        if frames < int(self.p.initial_delay) or self._budget_spent(frames) or self._settling(frames):
             self.ws.cleanup(self.member, keep_last=int(self.p.keep_checkpoints))
             return
         decision = decide(self.member, candidates, self.p, _rng(self.cfg, self.member, "decide", self.iteration))
@@ -405,6 +415,19 @@ class PbtAlgoObserver(AlgoObserver):
                 counts["no_objective"],
             )
 
+    def _settling(self, frames: int) -> bool:
+        """start_after_mode=since_change: fewer than start_after frames since the last change (IGE)."""
+        if self.p.start_after_mode != "since_change" or self.changed_at_frame is None:
+            return False
+        since = frames - self.changed_at_frame
+        if since < int(self.p.start_after):
+            log.info(
+                "PBT member %d: settling, %d frames since its last (re)start/exploit < start_after=%d; no decision",
+                self.member, since, int(self.p.start_after),
+            )
+            return True
+        return False
+
     def _budget_spent(self, frames: int) -> bool:
         """True on the member's last epoch: a copy or restart there would only waste the remaining budget."""
         max_epochs, max_frames = int(self.algo.max_epochs), int(self.algo.max_frames)
@@ -424,10 +447,15 @@ class PbtAlgoObserver(AlgoObserver):
             log.warning("PBT member %d: cannot copy leader %d (%s); keeping own weights", self.member, leader.member, exc)
             return
         old = dict(self.params)
-        new, changed = self._mutated(leader.params, "exploit")
+        base = leader.params
+        if self.p.exploit_params == "mixed":  # IGE: the leader's or its own params, probability 1/2 each
+            if _rng(self.cfg, self.member, "exploit_base", self.iteration).random() >= 0.5:
+                base = old
+        new, changed = self._mutated(base, "exploit")
         differs = sorted(k for k in new if new[k] != old.get(k))
         state["epoch"], state["frame"] = int(self.algo.epoch_num), int(self.algo.frame)  # keep own counters
         self.exploits += 1
+        self.changed_at_frame = frames
         self.parent = {"member": leader.member, "iteration": leader.iteration}
         hot = live.all_live(differs, self.algo)
         event = dict(
@@ -454,6 +482,7 @@ class PbtAlgoObserver(AlgoObserver):
         new, changed = self._mutated(old, "mutate")
         if not changed:
             return
+        self.changed_at_frame = frames
         event = dict(source=None, source_iteration=None, iteration=self.iteration, frames=frames,
                      old_params=old, new_params=new, changed=changed)
         if live.all_live(changed, self.algo):
