@@ -95,9 +95,12 @@ def validate(cfg: DictConfig) -> None:
         problems.append("test=True needs checkpoint=PATH (a .pth written by training)")
     if cfg.test and int(cfg.play_episodes) <= 0:
         problems.append(f"play_episodes must be a positive integer, got {cfg.play_episodes!r}")
+    if str(cfg.get("sigma_mode", "std")) not in ("std", "rl_games"):
+        problems.append(f"sigma_mode must be std (ours) or rl_games (IsaacGymEnvs' meaning), got {cfg.sigma_mode!r}")
     if cfg.sigma not in ("", None):
         try:
-            if float(cfg.sigma) < 0:
+            # rl_games' meaning is a log-std: any real number; ours is a std
+            if float(cfg.sigma) < 0 and str(cfg.get("sigma_mode", "std")) != "rl_games":
                 raise ValueError
         except (TypeError, ValueError):
             problems.append(f"sigma must be a number >= 0 (or empty for the model's own), got {cfg.sigma!r}")
@@ -288,7 +291,12 @@ class PlayResult:
 def run_play(cfg: DictConfig) -> PlayResult:
     """Load ``cfg.checkpoint`` into the rl_games player and run ``play_episodes`` episodes headless.
 
-    ``sigma``: empty or 0 = deterministic (the policy mean); > 0 = sample with that std.
+    ``sigma`` (``sigma_mode=std``, ours): empty or 0 = deterministic (the policy mean); > 0 = sample with that
+    std, for any network (``fixed_sigma`` True or False: the policy's log-std output is replaced).
+    ``sigma_mode=rl_games`` (IsaacGymEnvs' meaning, rl_games ``override_sigma``): the value is written as is
+    into a ``fixed_sigma`` network's sigma parameter (a log-std: 0 means std 1) and actions follow
+    ``train.params.config.player.deterministic`` (rl_games default True); a ``fixed_sigma: False`` network
+    keeps its own sigma, with a warning, as rl_games does.
     """
     from rl_games.torch_runner import Runner
 
@@ -299,7 +307,11 @@ def run_play(cfg: DictConfig) -> PlayResult:
     rlg.set_task_factory(task_factory(cfg))
     params = rlg_params(cfg)
     sigma = None if cfg.sigma in ("", None) else float(cfg.sigma)
-    deterministic = sigma is None or sigma == 0.0
+    ige_sigma = str(cfg.get("sigma_mode", "std")) == "rl_games"
+    if ige_sigma:
+        deterministic = bool((params["config"].get("player") or {}).get("deterministic", True))
+    else:
+        deterministic = sigma is None or sigma == 0.0
     params["config"]["player"] = {"use_vecenv": True, "deterministic": deterministic}
     runner = Runner()
     runner.load({"params": params})
@@ -308,12 +320,41 @@ def run_play(cfg: DictConfig) -> PlayResult:
     player.model.load_state_dict({k.replace("_orig_mod.", ""): v for k, v in state["model"].items()})
     if player.normalize_input and "running_mean_std" in state:
         player.model.running_mean_std.load_state_dict(state["running_mean_std"])
-    if sigma is not None and sigma > 0:
-        net = player.model.a2c_network
-        with torch.no_grad():
-            net.sigma.fill_(math.log(sigma))  # the network's sigma parameter is a log-std
+    net = player.model.a2c_network
+    if ige_sigma and sigma is not None:
+        if getattr(net, "fixed_sigma", False):
+            with torch.no_grad():
+                net.sigma.fill_(sigma)  # rl_games override_sigma: the raw value (a log-std)
+        else:
+            # a logger created now: Hydra's disabled job logging switched off the loggers that existed before it
+            logging.getLogger("poptrain.play").warning(
+                "sigma=%g ignored: the network has fixed_sigma False (rl_games does the same)", sigma
+            )
+    elif sigma is not None and sigma > 0:
+        _force_log_std(net, math.log(sigma))
     player.has_batch_dimension = True
     return play_episodes(player, player.env, int(cfg.play_episodes), deterministic)
+
+
+def _force_log_std(net: Any, log_std: float) -> None:
+    """Make the actor's log-std output ``log_std`` everywhere.
+
+    A ``fixed_sigma`` network holds it as a parameter (filled in place); otherwise a layer computes it from
+    the observation (``net.sigma`` is an nn.Linear, whose ``fill_`` fails) and a forward hook replaces that
+    output (the second of rl_games' continuous ``(mu, sigma, value, states)``) after any sigma activation.
+    """
+    if not hasattr(net, "sigma"):
+        raise ConfigError("sigma=... needs a continuous-action policy (this network has no sigma output)")
+    if getattr(net, "fixed_sigma", False):
+        with torch.no_grad():
+            net.sigma.fill_(log_std)
+        return
+
+    def hook(_module: Any, _inputs: Any, output: Any) -> Any:
+        mu, sigma, *rest = output
+        return (mu, torch.full_like(sigma, log_std), *rest)
+
+    net.register_forward_hook(hook)
 
 
 def play_episodes(player: Any, env: Any, episodes: int, deterministic: bool) -> PlayResult:
