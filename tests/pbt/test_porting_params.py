@@ -151,3 +151,20 @@ def test_a_pasted_isaac_lab_file_trains(tmp_path) -> None:
         "train.params.config.entropy_coef",
         "train.params.config.gamma",
     }
+
+
+def test_an_ige_pbt_block_loads_unchanged() -> None:
+    """The fields of IGE's cfg/pbt/pbt_default.yaml, dbg_mode included."""
+    block = yaml.safe_load(
+        "enabled: True\npolicy_idx: 0\nnum_policies: 8\nworkspace: pbt_workspace\ndbg_mode: False\n"
+        "interval_steps: 10000000\nstart_after: 10000000\ninitial_delay: 20000000\nreplace_fraction_worst: 0.125\n"
+        "replace_fraction_best: 0.3\nreplace_threshold_frac_std: 0.5\nreplace_threshold_frac_absolute: 0.05\n"
+        "mutation_rate: 0.15\nchange_min: 1.1\nchange_max: 1.5\n"
+        "mutation:\n  train.params.config.learning_rate: mutate_float\n  train.params.config.gamma: mutate_discount\n"
+    )
+    params = PbtParams.from_cfg(block, composed())
+    assert params.replace_rule == "fraction" and params.mutation_rate == 0.15
+    with pytest.raises(
+        ConfigError, match=r"pbt.dbg_mode=True: IGE's single-policy debug mode is not supported"
+    ):
+        PbtParams.from_cfg({**block, "dbg_mode": True})

@@ -106,6 +106,8 @@ class PbtParams:
     )
     objective_grace_steps: int = 500_000  # ours: frames after which a never-finite objective is an error
     keep_checkpoints: int = 3  # ours: newest .pth files kept per member (plus any still referenced)
+    # IGE: single-policy debug mode; accepted so IGE's pbt yaml loads unchanged, only False is supported
+    dbg_mode: bool = False
 
     # -- derived --------------------------------------------------------------------------------------------
     def workspace_root(self, train_dir: str | Path) -> Path:
@@ -190,6 +192,12 @@ class PbtParams:
 
         # -- scalar fields ----------------------------------------------------------------------------------
         boolean("enabled")
+        boolean("dbg_mode")
+        if values["dbg_mode"]:
+            problems.append(
+                "pbt.dbg_mode=True: IGE's single-policy debug mode is not supported; valid: False "
+                "(a population of one is num_policies=1)"
+            )
         integer("num_policies", lo=1)
         n = values["num_policies"]
         integer("policy_idx", lo=0, hi=max(n - 1, 0), what=f" in 0..{n - 1} (num_policies={n})")
