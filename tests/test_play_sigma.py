@@ -39,22 +39,23 @@ def play(ckpt: str, fixed_sigma: bool, *overrides: str) -> tuple[str, str]:
 
 @pytest.fixture(scope="module")
 def learned_sigma(tmp_path_factory):
-    return trained(tmp_path_factory.mktemp("free"), fixed_sigma=False)
+    ckpt = trained(tmp_path_factory.mktemp("free"), fixed_sigma=False)
+    return ckpt, play(ckpt, False, "sigma=0")[0]
 
 
 def test_a_learned_sigma_network_plays_with_our_sigma(learned_sigma) -> None:
-    calm, _ = play(learned_sigma, False, "sigma=0")
-    assert play(learned_sigma, False, "sigma=0")[0] == calm  # deterministic: the policy mean
-    noisy, _ = play(learned_sigma, False, "sigma=3.0")
+    ckpt, calm = learned_sigma  # sigma=0: deterministic, the policy mean
+    noisy, _ = play(ckpt, False, "sigma=3.0")
     assert noisy != calm  # sampled with std 3 around the same means
-    tiny, _ = play(learned_sigma, False, "sigma=1e-9")
+    tiny, _ = play(ckpt, False, "sigma=1e-9")
     assert tiny == calm  # a std of 1e-9 samples the mean: the std really is the one asked for
 
 
 def test_rl_games_sigma_mode_keeps_a_learned_sigma_with_a_warning(learned_sigma) -> None:
-    line, out = play(learned_sigma, False, "sigma_mode=rl_games", "sigma=0.5")
+    ckpt, calm = learned_sigma
+    line, out = play(ckpt, False, "sigma_mode=rl_games", "sigma=0.5")
     assert "ignored: the network has fixed_sigma False" in out
-    assert line == play(learned_sigma, False)[0]  # nothing changed: deterministic player, own sigma
+    assert line == calm  # nothing changed: deterministic player, own sigma
 
 
 def test_rl_games_sigma_mode_writes_the_raw_log_std(tmp_path) -> None:
