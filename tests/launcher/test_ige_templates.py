@@ -136,3 +136,11 @@ def test_an_ige_sbatch_template_runs_the_command_on_the_local_cluster(slurm_clus
     log = (tmp_path / "td" / "t" / "ige" / plan[0].name / "log.txt").read_text()
     assert f"child {plan[0].name} done" in log and "exit=0" in log, log
     assert sys.executable in backend.render(plan)[0].text
+
+
+def test_a_placeholder_template_that_would_silently_request_no_gpu_is_refused() -> None:
+    template = "#!/bin/bash\n#SBATCH -J {{job_name}}\n{{cmd}}\n"
+    with pytest.raises(ConfigError, match=r"--slurm_gpus_per_job 2 but the template never requests a GPU"):
+        SlurmBackend(template=template, gpus_per_job=2)
+    SlurmBackend(template=template, gpus_per_job=0)  # a CPU job needs no GPU request
+    SlurmBackend(template=template.replace("{{cmd}}", "srun --gpus={{gpus_per_job}} {{cmd}}"), gpus_per_job=2)

@@ -296,10 +296,17 @@ class SlurmBackend(Backend):
             check_ige_template(self.template, template_source)
         else:
             check_template(self.template, PLACEHOLDERS, template_source)
-            if "cmd" not in template_placeholders(self.template):
+            used = template_placeholders(self.template)
+            if "cmd" not in used:
                 raise ConfigError(
                     f"{template_source}: the template never runs the experiment (no {{{{cmd}}}}, nor "
                     f"IsaacGymEnvs' $CMD); valid placeholders: {', '.join('{{' + p + '}}' for p in PLACEHOLDERS)}"
+                )
+            if gpus_per_job > 0 and not {"sbatch_options", "gpus_per_job"} & set(used):
+                raise ConfigError(
+                    f"{template_source}: --slurm_gpus_per_job {gpus_per_job} but the template never requests a GPU "
+                    "(it has neither {{sbatch_options}} nor {{gpus_per_job}}); add {{sbatch_options}} after the "
+                    "shebang, or use --slurm_gpus_per_job 0"
                 )
         self.workdir = os.path.abspath(workdir)
         self.gpus_per_job = gpus_per_job
