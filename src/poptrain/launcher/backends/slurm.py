@@ -21,6 +21,9 @@ Template placeholders (``{{name}}``; anything else is an error naming it):
 ``gpus_per_job`` ``cpus_per_task`` ``partition`` ``timeout`` ``mem``: the option values as text
 ==================  ===========================================================================
 
+IsaacGymEnvs' sbatch templates (``$CMD``, ``$FILENAME``, ``$PARTITION``, ``$GPU``, ``$CPU``, ``$TIMEOUT``,
+string.Template syntax) are recognised by ``$CMD`` and rendered as its run_slurm does (see ``_render_ige``).
+
 CPUs per job: ``--slurm_gpus_per_job N`` (N > 0) asks N x ``--slurm_cpus_per_gpu``; a CPU-only job
 (``--slurm_gpus_per_job 0``) asks ``--slurm_cpus_per_task`` (default 1, so a population fits a small node).
 
