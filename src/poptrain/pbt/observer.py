@@ -388,12 +388,13 @@ class PbtAlgoObserver(AlgoObserver):
         self.ws.cleanup(self.member, keep_last=int(self.p.keep_checkpoints))
 
     def _interval_duration(self) -> float:
-        """Wall seconds since this member's previous metadata write (across restarts: the workspace's newest
-        metadata of this member), else since this process started training."""
+        """Wall seconds since this member's previous metadata write (across an os.execv restart: the
+        workspace's newest metadata of this member), else since this process started training (a fresh start,
+        or a resume after a crash / requeue, whose downtime is no part of the member's pace)."""
         now = self.clock()
         if self._last_write is not None:
             return max(0.0, now - self._last_write)
-        previous = self.ws.latest(self.member)
+        previous = self.ws.latest(self.member) if self._start.kind == "restart" else None
         if previous is not None and previous.time <= now:
             return now - previous.time
         return max(0.0, now - self._t_init_wall)
