@@ -95,14 +95,41 @@ def validate(cfg: DictConfig) -> None:
         problems.append("test=True needs checkpoint=PATH (a .pth written by training)")
     if cfg.test and int(cfg.play_episodes) <= 0:
         problems.append(f"play_episodes must be a positive integer, got {cfg.play_episodes!r}")
+    if str(cfg.get("sigma_mode", "std")) not in ("std", "rl_games"):
+        problems.append(f"sigma_mode must be std (ours) or rl_games (IsaacGymEnvs' meaning), got {cfg.sigma_mode!r}")
     if cfg.sigma not in ("", None):
         try:
-            if float(cfg.sigma) < 0:
+            # rl_games' meaning is a log-std: any real number; ours is a std
+            if float(cfg.sigma) < 0 and str(cfg.get("sigma_mode", "std")) != "rl_games":
                 raise ValueError
         except (TypeError, ValueError):
             problems.append(f"sigma must be a number >= 0 (or empty for the model's own), got {cfg.sigma!r}")
     if problems:
         raise ConfigError("; ".join(problems))
+
+
+def hydra_run_dir() -> str:
+    """``hydra.run.dir`` of this Hydra app ('.' outside one, and by default: cfg/config.yaml)."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        if HydraConfig.initialized():
+            return str(HydraConfig.get().run.dir)
+    except Exception:  # noqa: BLE001 - no Hydra context
+        pass
+    return "."
+
+
+def resolve_run_dir(cfg: DictConfig, run_dir: str | None = None) -> None:
+    """A relative ``train_dir`` lies under ``hydra.run.dir`` when one is given.
+
+    IsaacGymEnvs runs on Hydra 1.1, whose job changes into ``hydra.run.dir``: its launcher passes
+    ``hydra.run.dir=<train_dir>/<run>/<experiment>`` (``experiment_dir_arg_name="hydra.run.dir"``) and the
+    runs land there. We never change the working directory (version_base 1.3); resolving the relative output
+    root against the run dir puts them in the same place."""
+    run_dir = hydra_run_dir() if run_dir is None else run_dir
+    if run_dir not in ("", ".") and not Path(str(cfg.train_dir)).is_absolute():
+        cfg.train_dir = str(Path(run_dir) / str(cfg.train_dir))
 
 
 def resolve_seed(cfg: DictConfig) -> int:
@@ -290,7 +317,12 @@ class PlayResult:
 def run_play(cfg: DictConfig) -> PlayResult:
     """Load ``cfg.checkpoint`` into the rl_games player and run ``play_episodes`` episodes headless.
 
-    ``sigma``: empty or 0 = deterministic (the policy mean); > 0 = sample with that std.
+    ``sigma`` (``sigma_mode=std``, ours): empty or 0 = deterministic (the policy mean); > 0 = sample with that
+    std, for any network (``fixed_sigma`` True or False: the policy's log-std output is replaced).
+    ``sigma_mode=rl_games`` (IsaacGymEnvs' meaning, rl_games ``override_sigma``): the value is written as is
+    into a ``fixed_sigma`` network's sigma parameter (a log-std: 0 means std 1) and actions follow
+    ``train.params.config.player.deterministic`` (rl_games default True); a ``fixed_sigma: False`` network
+    keeps its own sigma, with a warning, as rl_games does.
     """
     from rl_games.torch_runner import Runner
 
@@ -301,7 +333,11 @@ def run_play(cfg: DictConfig) -> PlayResult:
     rlg.set_task_factory(task_factory(cfg))
     params = rlg_params(cfg)
     sigma = None if cfg.sigma in ("", None) else float(cfg.sigma)
-    deterministic = sigma is None or sigma == 0.0
+    ige_sigma = str(cfg.get("sigma_mode", "std")) == "rl_games"
+    if ige_sigma:
+        deterministic = bool((params["config"].get("player") or {}).get("deterministic", True))
+    else:
+        deterministic = sigma is None or sigma == 0.0
     params["config"]["player"] = {"use_vecenv": True, "deterministic": deterministic}
     runner = Runner()
     runner.load({"params": params})
@@ -310,12 +346,41 @@ def run_play(cfg: DictConfig) -> PlayResult:
     player.model.load_state_dict({k.replace("_orig_mod.", ""): v for k, v in state["model"].items()})
     if player.normalize_input and "running_mean_std" in state:
         player.model.running_mean_std.load_state_dict(state["running_mean_std"])
-    if sigma is not None and sigma > 0:
-        net = player.model.a2c_network
-        with torch.no_grad():
-            net.sigma.fill_(math.log(sigma))  # the network's sigma parameter is a log-std
+    net = player.model.a2c_network
+    if ige_sigma and sigma is not None:
+        if getattr(net, "fixed_sigma", False):
+            with torch.no_grad():
+                net.sigma.fill_(sigma)  # rl_games override_sigma: the raw value (a log-std)
+        else:
+            # a logger created now: Hydra's disabled job logging switched off the loggers that existed before it
+            logging.getLogger("poptrain.play").warning(
+                "sigma=%g ignored: the network has fixed_sigma False (rl_games does the same)", sigma
+            )
+    elif sigma is not None and sigma > 0:
+        _force_log_std(net, math.log(sigma))
     player.has_batch_dimension = True
     return play_episodes(player, player.env, int(cfg.play_episodes), deterministic)
+
+
+def _force_log_std(net: Any, log_std: float) -> None:
+    """Make the actor's log-std output ``log_std`` everywhere.
+
+    A ``fixed_sigma`` network holds it as a parameter (filled in place); otherwise a layer computes it from
+    the observation (``net.sigma`` is an nn.Linear, whose ``fill_`` fails) and a forward hook replaces that
+    output (the second of rl_games' continuous ``(mu, sigma, value, states)``) after any sigma activation.
+    """
+    if not hasattr(net, "sigma"):
+        raise ConfigError("sigma=... needs a continuous-action policy (this network has no sigma output)")
+    if getattr(net, "fixed_sigma", False):
+        with torch.no_grad():
+            net.sigma.fill_(log_std)
+        return
+
+    def hook(_module: Any, _inputs: Any, output: Any) -> Any:
+        mu, sigma, *rest = output
+        return (mu, torch.full_like(sigma, log_std), *rest)
+
+    net.register_forward_hook(hook)
 
 
 def play_episodes(player: Any, env: Any, episodes: int, deterministic: bool) -> PlayResult:
@@ -354,6 +419,7 @@ def play_episodes(player: Any, env: Any, episodes: int, deterministic: bool) -> 
 def launch(cfg: DictConfig) -> int:
     """Validate, then train or play. Returns the process exit code."""
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s %(name)s] %(message)s", datefmt="%H:%M:%S")
+    resolve_run_dir(cfg)
     validate(cfg)
     resolve_seed(cfg)
     _setup_torch(cfg)

@@ -16,7 +16,7 @@ Local processes — every member must run at the same time, so ``--max_parallel`
 SLURM (one 1-CPU job per member; the workspace must be on a filesystem every node sees)::
 
     poptrain-launch --run poptrain.experiments.cartpole_pbt --backend slurm --slurm_gpus_per_job 0 \\
-        --slurm_cpus_per_gpu 1 --slurm_workdir ./slurm_workdir --slurm_requeue
+        --slurm_workdir ./slurm_workdir --slurm_requeue
 
 NGC (print the job commands)::
 

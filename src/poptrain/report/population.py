@@ -17,12 +17,15 @@ from typing import Any
 
 import yaml
 
+from poptrain.pbt.params import PbtParams
+from poptrain.pbt.selection import interval_of, stale_limit_s
 from poptrain.pbt.workspace import MemberMeta, Workspace
 
 log = logging.getLogger(__name__)
 
 #: default seconds without new metadata after which a member counts as stale (the engine's default)
 DEFAULT_STALE_AFTER_S = 3600.0
+_STALE_FACTOR = PbtParams.stale_interval_factor  # the engine's default pace factor (metadata does not carry it)
 
 
 @dataclass
@@ -57,7 +60,8 @@ class PopulationView:
             return "no data"
         if meta.finished:
             return "finished"
-        if self.now - meta.time > self.stale_after_s:
+        # the engine's own rule: a member writing every hour is not stale after 10 minutes
+        if self.now - meta.time > stale_limit_s(interval_of(meta), self.stale_after_s, _STALE_FACTOR):
             return "stale"
         return "running"
 
