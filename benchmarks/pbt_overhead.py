@@ -10,7 +10,12 @@ Parts (each a function returning rows; ``main`` prints them):
   8/64/256 with synthetic members (goal: < 50 ms at 64).
 - (c) ``part_c_exploit_latency``: exploit latency from the decision to the member's next training step, hot swap
   (weights + optimizer loaded in process) vs os.execv restart (until the first env step of the new process),
-  read from the lineage log of the same population run as (a) (goal: hot swap < 1 s).
+  read from the lineage logs of the (a) population (hot swaps) and of a ``task_only`` population (restarts)
+  (goal: hot swap < 1 s).
+- (e) ``part_e_task_param_swap``: a task-parameter change applied live (``pbt/mutation=cartpole_effort``:
+  ``task.env.maxEffort``, a live Cartpole key) vs the os.execv restart it replaces (``task_only``: a
+  structural task key, same population shape), decision -> next training step, from two real populations;
+  plus ``Cartpole.set_live`` alone at 1,024 and 4,096 envs.
 
 Run: ``.venv/bin/python benchmarks/pbt_overhead.py`` (all parts; ``--parts b`` for the synthetic one only).
 """
@@ -148,8 +153,8 @@ def _population_workspace(
 ) -> Path:
     """Run (once per benchmark process) ``n`` real Cartpole members sharing a temp workspace; return it.
 
-    Mutation set ``cartpole_env`` (live keys + one task parameter) and the threshold rule with zero margins
-    make exploits frequent, so both hot swaps and os.execv restarts happen. The interval is pbt_default's
+    Mutation set ``cartpole_env`` (live keys + a live task parameter: hot swaps only; ``task_only`` for
+    os.execv restarts) and the threshold rule with zero margins make exploits frequent. The interval is pbt_default's
     (163,840 frames = 10 epochs at 1,024 envs x horizon 16)."""
     n = int(os.environ.get("PBT_BENCH_MEMBERS", n))
     epochs = int(os.environ.get("PBT_BENCH_EPOCHS", epochs))
@@ -206,10 +211,10 @@ def _print_a(rows: list[dict]) -> None:
 
 
 def part_c_exploit_latency() -> list[dict]:
-    """Restarts from the (a) population (its task parameter forces them); hot swaps also from a population of
-    4 whose mutation set is live-only (``default_mutation``), where every exploit is a hot swap."""
+    """Hot swaps from the (a) population (``cartpole_env``: every key live); restarts from a population of 4
+    whose only mutable key is structural (``task_only``), where every exploit restarts."""
     events = Workspace(_population_workspace()).read_lineage()
-    events += Workspace(_population_workspace(n=4, mutation="default_mutation")).read_lineage()
+    events += Workspace(_population_workspace(n=4, mutation="task_only")).read_lineage()
     hot = [e["latency_s"] for e in events if e["event"] == "exploit" and e.get("mode") == "hot_swap"]
     restart = [e["latency_s"] for e in events if e["event"] == "restart"]
     rows = []
@@ -231,10 +236,60 @@ def _print_c(rows: list[dict]) -> None:
               f"hot swap goal < 1 s: ratio to goal {h['max_s'] / 1.0:.3f} (max)")
 
 
+def set_live_cost(num_envs: int, repeats: int = 200) -> float:
+    """Median seconds of ``Cartpole.set_live({"maxEffort": ...})`` on a running batch of ``num_envs``."""
+    import torch
+
+    from poptrain.tasks.cartpole import Cartpole
+
+    task = Cartpole({}, num_envs=num_envs)
+    task.reset()
+    task.step(torch.zeros(num_envs, 1))
+    times = []
+    for i in range(repeats):
+        t0 = time.perf_counter()
+        task.set_live({"maxEffort": 10.0 + i % 7})
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def part_e_task_param_swap() -> list[dict]:
+    """(e) a task-parameter change: live (hot swap) vs os.execv restart, two populations of 4 of the same shape."""
+    hot_events = Workspace(_population_workspace(n=4, mutation="cartpole_effort")).read_lineage()
+    restart_events = Workspace(_population_workspace(n=4, mutation="task_only")).read_lineage()
+    hot = [e["latency_s"] for e in hot_events if e["event"] == "exploit" and e.get("mode") == "hot_swap"
+           and "task.env.maxEffort" in e["changed"]]
+    restart = [e["latency_s"] for e in restart_events if e["event"] == "restart"]
+    stray = [e for e in hot_events if e["event"] == "restart"]
+    if stray:
+        raise SystemExit(f"the live task parameter restarted a member: {stray[0]}")
+    rows = []
+    for kind, values in (("task key hot swap", hot), ("os.execv restart", restart)):
+        if values:
+            rows.append({"kind": kind, "n": len(values), "median_s": statistics.median(values),
+                         "min_s": min(values), "max_s": max(values)})
+    for n in (1024, 4096):
+        rows.append({"kind": f"set_live {n} envs", "n": 200, "median_s": set_live_cost(n), "min_s": 0.0,
+                     "max_s": 0.0})
+    return rows
+
+
+def _print_e(rows: list[dict]) -> None:
+    print("\n(e) task-parameter change: decision -> next training step (exploit latency), and set_live alone")
+    for r in rows:
+        print(f"{r['kind']:>20}: n={r['n']:>3} median {r['median_s']:.6f} s  min {r['min_s']:.4f}  "
+              f"max {r['max_s']:.4f}")
+    by = {r["kind"]: r for r in rows}
+    if "task key hot swap" in by and "os.execv restart" in by:
+        h, x = by["task key hot swap"], by["os.execv restart"]
+        print(f"restart / task-key hot swap (medians): {x['median_s'] / h['median_s']:.0f}x")
+
+
 PARTS: dict[str, tuple[Callable[..., list[dict]], Callable[[list[dict]], None]]] = {
     "a": (part_a_bookkeeping_share, _print_a),
     "b": (part_b_iteration_cost, _print_b),
     "c": (part_c_exploit_latency, _print_c),
+    "e": (part_e_task_param_swap, _print_e),
 }
 
 
