@@ -243,3 +243,85 @@ def test_a_slot_killed_with_sigkill_resumes_its_members(tmp_path):
         assert final.finished and final.frames == epochs * EPOCH_FRAMES, final
     for d in decisions(ws):
         assert set(d["candidate_frames"].values()) == {d["frames"]}, d
+
+
+# ---- through the launcher ---------------------------------------------------------------------------------
+def population_module(tmp_path: Path, monkeypatch, n: int = 4, epochs: int = 24) -> str:
+    """A RunDescription module: a Cartpole population of ``n`` members (seeds 1..n), as experiments/ write them."""
+    ws = tmp_path / "ws"
+    overrides = [o for o in shared(ws, tmp_path / "unused", n, epochs) if not o.startswith("train_dir=")]
+    name = f"slots_pop_{abs(hash(str(tmp_path)))}"  # one module per test: imported modules are cached
+    (tmp_path / f"{name}.py").write_text(
+        "import sys\n"
+        "from poptrain.launcher.run_description import Experiment, ParamList, RunDescription\n"
+        f"RUN_DESCRIPTION = RunDescription('slotpop', [Experiment('cp', [sys.executable, '-m', 'poptrain.train', "
+        f"*{overrides!r}], ParamList([{{'pbt.policy_idx': i, 'seed': i + 1}} for i in range({n})])"
+        ".generate_params(False))], experiment_arg_name='experiment', experiment_dir_arg_name='train_dir', "
+        "param_prefix='', customize_experiment_name=False)\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return name
+
+
+def test_processes_backend_runs_a_population_of_4_in_2_slot_processes(tmp_path, monkeypatch, capsys):
+    from poptrain.launcher.run import main
+
+    module = population_module(tmp_path, monkeypatch)
+    base = ["--run", module, "--backend", "processes", "--train_dir", str(tmp_path / "td"), "--slots", "2"]
+    assert main([*base, "--max_parallel", "1"]) == 2  # every slot must run at once: refused before starting
+    assert "valid: --max_parallel >= 2" in capsys.readouterr().err
+    assert not (tmp_path / "ws").exists()
+    assert main([*base, "--max_parallel", "2"]) == 0, capsys.readouterr()
+    logs = sorted((tmp_path / "td" / "slotpop" / "cp").glob("slot_*/log.txt"))
+    assert [p.parent.name for p in logs] == ["slot_0", "slot_1"]
+    assert "slot: slot=0 members=0,2 frames=24576,24576" in logs[0].read_text()
+    w = Workspace(tmp_path / "ws")
+    assert all(w.latest(m).finished and w.latest(m).frames == 24 * EPOCH_FRAMES for m in range(4))
+
+
+@pytest.fixture
+def local_slurm() -> str:
+    """SLURM_CONF of the running local cluster (scripts/slurm-local.sh); skips the test without one."""
+    conf = os.environ.get("SLURM_CONF", "")
+    if not conf or not Path(conf).is_file():
+        pytest.skip("no local SLURM cluster (SLURM_CONF unset; bash scripts/slurm-local.sh start)")
+    try:
+        subprocess.run(["squeue", "-h"], check=True, capture_output=True, timeout=30)
+    except (OSError, subprocess.SubprocessError) as exc:
+        pytest.skip(f"local SLURM cluster not answering: {exc}")
+    return conf
+
+
+@pytest.mark.slurm
+def test_slurm_backend_submits_one_job_per_slot_to_the_real_cluster(
+    local_slurm, tmp_path, monkeypatch, capsys
+):
+    from poptrain.launcher.run import main
+
+    module = population_module(tmp_path, monkeypatch, epochs=16)
+    base = [
+        "--run",
+        module,
+        "--backend",
+        "slurm",
+        "--train_dir",
+        str(tmp_path / "td"),
+        "--slurm_slots",
+        "2",
+        "--slurm_workdir",
+        str(tmp_path / "sw"),
+        "--slurm_gpus_per_job",
+        "0",
+        "--slurm_cpus_per_gpu",
+        "1",
+    ]
+    assert main([*base, "--slurm_print_only"]) == 0
+    script = capsys.readouterr().out  # the rendered sbatch scripts, nothing submitted
+    assert "-m poptrain.pbt.slots --slot 1 --member pbt.policy_idx=1 seed=2 experiment=01_cp" in script
+    assert "--member pbt.policy_idx=3 seed=4 experiment=03_cp -- task=Cartpole" in script
+    assert not (tmp_path / "sw" / "slotpop" / "jobs.json").exists()
+    assert main([*base, "--slurm_wait"]) == 0, capsys.readouterr().out
+    jobs = json.loads((tmp_path / "sw" / "slotpop" / "jobs.json").read_text())
+    assert sorted(jobs) == ["slot_0", "slot_1"]
+    w = Workspace(tmp_path / "ws")
+    assert all(w.latest(m).finished and w.latest(m).frames == 16 * EPOCH_FRAMES for m in range(4))

@@ -177,6 +177,21 @@ def group_members(argvs: Sequence[Sequence[str]], num_slots: int) -> list[list[s
     return [slot_argv(python, s, members[s::k], shared_sets[0]) for s in range(k)]
 
 
+def plan_slots(planned: Sequence[Any], num_slots: int) -> list[Any]:
+    """The launcher's planned runs (``PlannedExperiment``, one per member) as ``num_slots`` slot runs per
+    population (the members of one experiment folder), named ``slot_<k>``, each logging to its own folder."""
+    from dataclasses import replace
+
+    groups: dict[str, list[Any]] = {}
+    for p in planned:
+        groups.setdefault(p.experiment_dir, []).append(p)
+    out = []
+    for members in groups.values():
+        for k, argv in enumerate(group_members([p.argv for p in members], num_slots)):
+            out.append(replace(members[0], argv=argv, name=f"slot_{k}", params={"slot": k}))
+    return out
+
+
 # ---- one member's state while parked ------------------------------------------------------------------
 @dataclass
 class Member:

@@ -1,5 +1,9 @@
 """Run the experiments as local processes, at most ``--max_parallel`` at a time.
 
+Time-sliced PBT (``--slots K``): the N members of each population run in K slot processes, each hosting
+N/K members in turn (``poptrain.pbt.slots``); every slot runs at once, so ``--max_parallel`` must be >= K.
+Without ``--slots`` every member is its own process, as before (``--max_parallel >= N`` runs them all at once).
+
 Each child starts in its own session (its own process group) with stdout+stderr appended to
 ``<train_dir>/<run_name>/<base_name>[_<suffix>]/<experiment_name>/log.txt``; every attempt starts with a
 ``[launcher] attempt N/M ...`` line, so restarts are counted in the log. ``cancel`` (Ctrl-C / SIGTERM in
@@ -85,8 +89,11 @@ class ProcessesBackend(Backend):
         poll_interval_s: float = 0.25,
         kill_grace_s: float = 5.0,
         base_env: Mapping[str, str] | None = None,
+        slots: int = 0,
     ):
         problems = []
+        if slots < 0:
+            problems.append(f"--slots {slots}: valid: 0 (one process per member) or >= 1")
         if max_parallel < 1:
             problems.append(f"--max_parallel {max_parallel}: valid: an integer >= 1")
         if num_gpus < 0:
@@ -104,6 +111,7 @@ class ProcessesBackend(Backend):
         if problems:
             raise ConfigError("; ".join(problems))
         self.max_parallel = max_parallel
+        self.slots = slots
         self.num_gpus = num_gpus
         self.experiments_per_gpu = experiments_per_gpu
         self.max_restarts = max_restarts
@@ -134,6 +142,12 @@ class ProcessesBackend(Backend):
         group.add_argument(
             "--max_restarts", type=int, default=0, help="relaunch a crashed experiment up to K times"
         )
+        group.add_argument(
+            "--slots",
+            type=int,
+            default=0,
+            help="time-sliced PBT: run each population's members in K processes (0 = one per member)",
+        )
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> ProcessesBackend:
@@ -144,10 +158,21 @@ class ProcessesBackend(Backend):
             max_restarts=args.max_restarts,
             pause_between=args.pause_between,
             inherited_cuda_visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES"),
+            slots=getattr(args, "slots", 0),
         )
 
     # ---- render ----
     def render(self, planned: Sequence[PlannedExperiment]) -> list[RenderedJob]:
+        if self.slots:
+            from poptrain.pbt.slots import plan_slots
+
+            planned = plan_slots(planned, self.slots)
+            if len(planned) > self.max_parallel:
+                raise ConfigError(
+                    f"--slots {self.slots} makes {len(planned)} slot processes but --max_parallel is "
+                    f"{self.max_parallel}: slots wait for each other every PBT interval, so all must run at once; "
+                    f"valid: --max_parallel >= {len(planned)}"
+                )
         rendered = []
         for p in planned:
             env_prefix = [f"{k}={v}" for k, v in (p.env_vars or {}).items()]

@@ -139,7 +139,8 @@ class _Submitted:
 
 
 class SlurmBackend(Backend):
-    """One sbatch job per experiment."""
+    """One sbatch job per experiment (``--slurm_slots K``: one job per time-sliced PBT slot, each hosting
+    several members in turn; see ``poptrain.pbt.slots``)."""
 
     name = "slurm"
     attached = False
@@ -159,8 +160,11 @@ class SlurmBackend(Backend):
         template_source: str = "--slurm_sbatch_template",
         cwd: str | None = None,
         poll_interval_s: float = 1.0,
+        slots: int = 0,
     ):
         problems = []
+        if slots < 0:
+            problems.append(f"--slurm_slots {slots}: valid: 0 (one job per member) or >= 1")
         if gpus_per_job < 0:
             problems.append(f"--slurm_gpus_per_job {gpus_per_job}: valid: an integer >= 0 (0 = no GPU)")
         if cpus_per_gpu < 1:
@@ -186,6 +190,7 @@ class SlurmBackend(Backend):
         self.stop_on_error = stop_on_error
         self.cwd = os.path.abspath(cwd or os.getcwd())
         self.poll_interval_s = poll_interval_s
+        self.slots = slots
         self._jobs: list[_Submitted] = []
 
     @property
@@ -222,6 +227,12 @@ class SlurmBackend(Backend):
             "--slurm_sbatch_template", default=None, help="sbatch template file with {{placeholders}}"
         )
         g.add_argument("--slurm_wait", action="store_true", help="stay and show job states until all finish")
+        g.add_argument(
+            "--slurm_slots",
+            type=int,
+            default=0,
+            help="time-sliced PBT: each population's members in K jobs, several per job (0 = one job per member)",
+        )
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> SlurmBackend:
@@ -240,6 +251,7 @@ class SlurmBackend(Backend):
             stop_on_error=args.slurm_stop_on_error,
             template=template,
             template_source=f"--slurm_sbatch_template {args.slurm_sbatch_template}",
+            slots=getattr(args, "slurm_slots", 0),
         )
 
     # ---- render ----
@@ -265,6 +277,10 @@ class SlurmBackend(Backend):
         return "\n".join(f"#SBATCH {shlex.quote(line)}" for line in lines)
 
     def render(self, planned: Sequence[PlannedExperiment]) -> list[RenderedJob]:
+        if self.slots:
+            from poptrain.pbt.slots import plan_slots
+
+            planned = plan_slots(planned, self.slots)
         rendered = []
         for p in planned:
             job_name = f"{p.run_name}-{p.name}"
