@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from poptrain.errors import ConfigError
-from poptrain.pbt.slots import group_members, parse_slot_argv, read_slot_status, slot_argv
+from poptrain.pbt.slot_status import read_slot_status
+from poptrain.pbt.slots import group_members, parse_slot_argv, slot_argv
 from poptrain.pbt.workspace import Workspace
 
 NUM_ENVS = 64
@@ -225,6 +226,17 @@ def test_a_slot_killed_with_sigkill_resumes_its_members(tmp_path):
     # kill slot 1 once both its members have written at least two checkpoints (mid-run)
     while time.monotonic() < deadline and not all(len(w.member_history(m)) >= 2 for m in (1, 3)):
         time.sleep(0.1)
+    # frozen mid-run (slot 0 soon waits for it at the next generation): `poptrain status` shows, per slot,
+    # the member it runs and the one it keeps parked
+    os.killpg(procs[1].pid, signal.SIGSTOP)
+    out = subprocess.run(
+        [sys.executable, "-m", "poptrain", "status", str(ws), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    states = {m["member"]: m["state"] for m in json.loads(out.stdout)["members"]}
+    assert sorted([states[0], states[2]]) == sorted([states[1], states[3]]) == ["parked", "running"], out
     os.killpg(procs[1].pid, signal.SIGKILL)
     assert procs[1].wait(timeout=30) == -signal.SIGKILL
     killed_at = {m: w.latest(m).frames for m in (1, 3)}

@@ -54,11 +54,11 @@ from poptrain.errors import ConfigError, PoptrainError
 from poptrain.pbt import live
 from poptrain.pbt import observer as pbt_observer
 from poptrain.pbt.selection import candidates_from_metas, decide
+from poptrain.pbt.slot_status import SLOTS_DIR
 from poptrain.pbt.workspace import MemberMeta
 
 log = logging.getLogger(__name__)
 
-SLOTS_DIR = "slots"
 #: Member keys a slot command may set per member (everything else is shared by the population).
 MEMBER_KEYS = ("pbt.policy_idx", "seed", "experiment")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+\-]*$")
@@ -572,24 +572,6 @@ class SlotRunner:
         }
         data = (json.dumps(status, sort_keys=True) + "\n").encode()
         atomic_write(self.status_path, lambda f: f.write(data))
-
-
-def read_slot_status(workspace_root: str | Path) -> dict[int, str]:
-    """member -> "running" / "parked" from the slots' status files (members of no slot are left out)."""
-    out: dict[int, str] = {}
-    for path in sorted((Path(workspace_root) / SLOTS_DIR).glob("slot_*.json")):
-        try:
-            status = json.loads(path.read_text())
-            running = status.get("running")
-            parked = status.get("parked", [])
-        except (OSError, ValueError, AttributeError):
-            continue
-        if isinstance(running, int):
-            out[running] = "running"
-        for m in parked if isinstance(parked, list) else []:
-            if isinstance(m, int):
-                out[m] = "parked"
-    return out
 
 
 class SlotObserver:

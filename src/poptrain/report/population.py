@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from poptrain.pbt.slot_status import read_slot_status
 from poptrain.pbt.workspace import MemberMeta, Workspace
 
 log = logging.getLogger(__name__)
@@ -51,12 +52,15 @@ class PopulationView:
         return sorted(set(self.member_dirs) | set(self.histories) | promised)
 
     def state(self, member: int) -> str:
-        """running / stale / finished / no data."""
+        """running / parked / stale / finished / no data (parked: a time-sliced member waiting for its slot)."""
         meta = self.latest(member)
         if meta is None:
             return "no data"
         if meta.finished:
             return "finished"
+        slot_state = read_slot_status(self.root, self.now, self.stale_after_s).get(member)
+        if slot_state is not None:
+            return slot_state
         if self.now - meta.time > self.stale_after_s:
             return "stale"
         return "running"
