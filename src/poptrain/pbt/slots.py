@@ -306,6 +306,8 @@ class SlotRunner:
         self.switches = 0
         self.switch_s: list[float] = []  # wall time of every member switch (benchmark d)
         self.wait_s = 0.0  # time spent waiting for other slots at a generation
+        self.train_s = 0.0  # time with a member switched in and training (its own time, as if it ran alone)
+        self._in_since = 0.0
         self._template: dict[str, Any] = {}
         self._t0 = time.perf_counter()
         self.status_path = self.ws.root / SLOTS_DIR / f"slot_{self.slot}.json"
@@ -314,6 +316,7 @@ class SlotRunner:
     # ---- rl_games hooks (through SlotObserver) -------------------------------------------------------
     def after_init(self, algo: Any) -> None:
         self.algo = algo
+        self._t0 = time.perf_counter()  # the slot's wall time counts from here (startup is every member's too)
         for m in self.members:
             m.observer.after_init(algo)
             not_live = [k for k in m.observer.keys if not live.is_live(k, algo)]
@@ -355,6 +358,7 @@ class SlotRunner:
             algo.max_epochs = 0
             return
         self._switch_in(first, before_train=True)
+        self._in_since = time.perf_counter()
 
     def process_infos(self, infos: Any, done_indices: torch.Tensor) -> None:
         if self.current is not None:
@@ -450,6 +454,7 @@ class SlotRunner:
         out = self.current
         assert out is not None
         t0 = time.perf_counter()
+        self.train_s += t0 - self._in_since
         out.frames = int(self.algo.frame)
         order = self.members[self.members.index(out) + 1 :] + self.members[: self.members.index(out) + 1]
         waiting = [m for m in order if not m.finished]
@@ -470,6 +475,7 @@ class SlotRunner:
         if nxt.pending_frames is not None:
             self._decide(nxt, nxt.pending_frames)
             nxt.pending_frames = None
+        self._in_since = time.perf_counter()
 
     # ---- generations ---------------------------------------------------------------------------------
     def _metas_at(self, frames: int) -> dict[int, MemberMeta]:
@@ -569,6 +575,7 @@ class SlotRunner:
             "switch_s": round(sum(self.switch_s), 6),
             "wait_s": round(self.wait_s, 6),
             "wall_s": round(time.perf_counter() - self._t0, 6),
+            "train_s": round(self.train_s, 6),
         }
         data = (json.dumps(status, sort_keys=True) + "\n").encode()
         atomic_write(self.status_path, lambda f: f.write(data))
