@@ -176,3 +176,39 @@ def test_the_engine_treats_declared_task_keys_as_live_on_a_real_agent(agent):
     with pytest.raises(ConfigError, match="outside"):
         live.apply_live(agent, {"task.env.maxEffort": -1.0, live.PREFIX + "entropy_coef": 0.03})
     assert agent.entropy_coef == 0.02  # the task refused first: nothing changed
+
+
+@pytest.mark.parametrize(
+    ("task", "mutation"),
+    [("Cartpole", "cartpole_env"), ("Cartpole", "cartpole_effort"), ("AcrobotHard", "acrobot_reward")],
+)
+def test_env_mutation_sets_are_entirely_live_so_they_never_restart(task, mutation, tmp_path):
+    from types import SimpleNamespace
+
+    from poptrain.pbt.params import PbtParams
+    from poptrain.rlg import TaskVecEnv
+    from poptrain.train import task_factory
+
+    with initialize_config_dir(config_dir=str(CFG_DIR), version_base="1.3"):
+        cfg = compose(
+            config_name="config",
+            overrides=[
+                f"task={task}",
+                "num_envs=4",
+                "pbt=pbt_default",
+                f"pbt/mutation={mutation}",
+                f"train_dir={tmp_path}",
+            ],
+        )
+    params = PbtParams.from_cfg(cfg.pbt, cfg)  # every key exists in the composed config
+    algo = SimpleNamespace(vec_env=TaskVecEnv(task_factory(cfg)()), config={"lr_schedule": "adaptive"})
+    assert any(k.startswith("task.env.") for k in params.mutation)
+    assert live.all_live(list(params.mutation), algo), [
+        k for k in params.mutation if not live.is_live(k, algo)
+    ]
+    with initialize_config_dir(config_dir=str(CFG_DIR), version_base="1.3"):
+        restart_cfg = compose(
+            config_name="config", overrides=["task=Cartpole", "pbt=pbt_default", "pbt/mutation=task_only"]
+        )
+    (key,) = PbtParams.from_cfg(restart_cfg.pbt, restart_cfg).mutation
+    assert not live.is_live(key, SimpleNamespace(vec_env=TaskVecEnv(task_factory(restart_cfg)())))

@@ -438,9 +438,9 @@ class SlotRunner:
                 generator.manual_seed(m.seed & 0xFFFF_FFFF)
             if not before_train:  # rl_games resets the env itself when training starts
                 algo.obs = algo.env_reset()
-                for name in _TRACKERS:
+                for name in _TRACKERS:  # as rl_games' init_tensors leaves them: zeros, dones all 1
                     if hasattr(algo, name):
-                        getattr(algo, name).zero_()
+                        getattr(algo, name).fill_(1 if name == "dones" else 0)
         m.env = None
         algo.writer = m.writer
         algo.experiment_dir = str(m.experiment_dir)
