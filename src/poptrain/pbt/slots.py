@@ -316,7 +316,8 @@ class SlotRunner:
     # ---- rl_games hooks (through SlotObserver) -------------------------------------------------------
     def after_init(self, algo: Any) -> None:
         self.algo = algo
-        self._t0 = time.perf_counter()  # the slot's wall time counts from here (startup is every member's too)
+        # the slot's wall time counts from here: startup (imports, agent build) is every member process's too
+        self._t0 = time.perf_counter()
         for m in self.members:
             m.observer.after_init(algo)
             not_live = [k for k in m.observer.keys if not live.is_live(k, algo)]
