@@ -154,21 +154,36 @@ EPOCHS = 40
 
 @pytest.fixture(scope="module")
 def four_on_two(tmp_path_factory):
+    """A population of 4 launched with ``--backend processes --slots 2``: 2 slot processes, 2 members each."""
+    from poptrain.launcher.run import main
+
     root = tmp_path_factory.mktemp("slots")
-    ws = root / "ws"
-    cmds = slot_cmds(ws, root / "runs", n=4, k=2, epochs=EPOCHS)
-    codes = wait([start(c, root / f"slot{i}.txt") for i, c in enumerate(cmds)])
-    return root, ws, codes
+    with pytest.MonkeyPatch.context() as mp:
+        module = population_module(root, mp, epochs=EPOCHS)
+        base = ["--run", module, "--backend", "processes", "--train_dir", str(root / "td"), "--slots", "2"]
+        refused = main([*base, "--max_parallel", "1"])  # every slot must run at once: refused before starting
+        started_anything = (root / "ws").exists()
+        code = main([*base, "--max_parallel", "2"])
+    return root, root / "ws", (refused, started_anything, code)
 
 
 def test_time_sliced_members_end_at_exactly_their_own_budget(four_on_two):
-    root, ws, codes = four_on_two
-    assert codes == [0, 0], [(root / f"slot{i}.txt").read_text()[-3000:] for i in range(2)]
+    root, ws, (refused, started_anything, code) = four_on_two
+    assert refused == 2 and not started_anything
+    folder = root / "td" / "slotpop" / "cp"
+    logs = sorted(folder.glob("slot_*/log.txt"))
+    assert code == 0, [p.read_text()[-3000:] for p in logs]
+    assert [p.parent.name for p in logs] == ["slot_0", "slot_1"]
+    assert (
+        f"slot: slot=0 members=0,2 frames={EPOCHS * EPOCH_FRAMES},{EPOCHS * EPOCH_FRAMES}"
+        in logs[0].read_text()
+    )
     w = Workspace(ws)
     for member in range(4):
         final = w.latest(member)
         assert final is not None and final.finished and final.frames == EPOCHS * EPOCH_FRAMES, final
-        assert final.experiment == f"m{member}" and (root / "runs" / f"m{member}" / "summaries").is_dir()
+        # each member logs to its own folder, as if it ran alone
+        assert final.experiment == f"{member:02d}_cp" and (folder / final.experiment / "summaries").is_dir()
     assert read_slot_status(ws) == {}  # nobody running or parked any more
     status = json.loads((ws / "slots" / "slot_0.json").read_text())
     assert status["members"] == [0, 2] and status["finished"] == [0, 2] and status["switches"] >= 8
@@ -273,22 +288,6 @@ def population_module(tmp_path: Path, monkeypatch, n: int = 4, epochs: int = 24)
     )
     monkeypatch.syspath_prepend(str(tmp_path))
     return name
-
-
-def test_processes_backend_runs_a_population_of_4_in_2_slot_processes(tmp_path, monkeypatch, capsys):
-    from poptrain.launcher.run import main
-
-    module = population_module(tmp_path, monkeypatch)
-    base = ["--run", module, "--backend", "processes", "--train_dir", str(tmp_path / "td"), "--slots", "2"]
-    assert main([*base, "--max_parallel", "1"]) == 2  # every slot must run at once: refused before starting
-    assert "valid: --max_parallel >= 2" in capsys.readouterr().err
-    assert not (tmp_path / "ws").exists()
-    assert main([*base, "--max_parallel", "2"]) == 0, capsys.readouterr()
-    logs = sorted((tmp_path / "td" / "slotpop" / "cp").glob("slot_*/log.txt"))
-    assert [p.parent.name for p in logs] == ["slot_0", "slot_1"]
-    assert "slot: slot=0 members=0,2 frames=24576,24576" in logs[0].read_text()
-    w = Workspace(tmp_path / "ws")
-    assert all(w.latest(m).finished and w.latest(m).frames == 24 * EPOCH_FRAMES for m in range(4))
 
 
 @pytest.fixture
