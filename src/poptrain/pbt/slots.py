@@ -31,6 +31,7 @@ other slots wait at the next generation (up to ``stale_after_s``).
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import logging
 import math
@@ -39,6 +40,7 @@ import random
 import re
 import socket
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -282,6 +284,51 @@ def set_task_state(task: Any, state: dict[str, Any]) -> None:
     task.generator.set_state(state["generator"])
 
 
+def _write_bytes(f: Any, data: bytes) -> None:
+    f.write(data)
+
+
+class StatusWriter:
+    """Writes the newest slot status from a background thread, atomically but without fsync.
+
+    The status is display-only and rewritten at every switch. Written in the switch itself it cost more than
+    the switch: 58 ms of fsync plus 14-35 ms of rename in a 116 ms median switch at 4,096 envs on this shared
+    disk (profiled with cProfile), against ~4 ms for parking and loading the member.
+    """
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._cond = threading.Condition()
+        self._data: bytes | None = None
+        self._stop = False
+        self._thread = threading.Thread(target=self._run, name="slot-status", daemon=True)
+        self._thread.start()
+
+    def put(self, data: bytes) -> None:
+        with self._cond:
+            self._data = data  # only the newest matters: an older one not yet written is dropped
+            self._cond.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while self._data is None and not self._stop:
+                    self._cond.wait()
+                data, self._data = self._data, None
+                if data is None:
+                    return
+            try:
+                atomic_write(self.path, functools.partial(_write_bytes, data=data), durable=False)
+            except OSError as exc:  # the status is for display: training goes on, say why it is missing
+                log.warning("cannot write slot status %s: %s", self.path, exc)
+
+    def close(self) -> None:
+        with self._cond:
+            self._stop = True
+            self._cond.notify()
+        self._thread.join()
+
+
 class SlotRunner:
     """Hosts ``cfgs`` (one composed config per member) in one rl_games agent; see the module docstring."""
 
@@ -311,6 +358,7 @@ class SlotRunner:
         self._template: dict[str, Any] = {}
         self._t0 = time.perf_counter()
         self.status_path = self.ws.root / SLOTS_DIR / f"slot_{self.slot}.json"
+        self.status_writer = StatusWriter(self.status_path)
         self.decisions_path = self.ws.root / SLOTS_DIR / "decisions.jsonl"
 
     # ---- rl_games hooks (through SlotObserver) -------------------------------------------------------
@@ -578,8 +626,12 @@ class SlotRunner:
             "wall_s": round(time.perf_counter() - self._t0, 6),
             "train_s": round(self.train_s, 6),
         }
-        data = (json.dumps(status, sort_keys=True) + "\n").encode()
-        atomic_write(self.status_path, lambda f: f.write(data))
+        self.status_writer.put((json.dumps(status, sort_keys=True) + "\n").encode())
+
+    def close(self) -> None:
+        """Write the final status and stop the status writer."""
+        self._write_status()
+        self.status_writer.close()
 
 
 class SlotObserver:
@@ -653,7 +705,10 @@ def run_slot(spec: SlotSpec) -> int:
     multi = rlg.MultiObserver([_AtomicSaveObserver(), SlotObserver(runner_state)])
     runner = Runner(algo_observer=multi)
     runner.load({"params": rlg_params(base)})
-    runner.run({"train": True, "play": False})
+    try:
+        runner.run({"train": True, "play": False})
+    finally:
+        runner_state.close()
     switch = runner_state.switch_s
     median_ms = 1000 * sorted(switch)[len(switch) // 2] if switch else math.nan
     print(
