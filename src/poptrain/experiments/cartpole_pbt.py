@@ -3,8 +3,8 @@
 Every member is an ordinary ``poptrain.train`` process with ``pbt=pbt_default pbt.policy_idx=<i>``; all members
 of the experiment share ``train_dir=<train_dir>/cartpole_pbt/cartpole`` and so one workspace,
 ``<train_dir>/cartpole_pbt/cartpole/pbt_workspace``. The mutation set ``cartpole_env`` mixes hyperparameters
-that change in a running member (learning rate, entropy coefficient, e_clip: hot swap) with a task parameter
-(``task.env.maxEffort``: a change restarts the member with os.execv).
+(learning rate, entropy coefficient, e_clip) with a task parameter (``task.env.maxEffort``); all of them change
+in a running member (hot swap), so the population runs with zero restarts.
 
 Local processes — every member must run at the same time, so ``--max_parallel`` >= the population::
 

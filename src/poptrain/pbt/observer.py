@@ -471,8 +471,10 @@ class PbtAlgoObserver(AlgoObserver):
             # the leader's optimizer state carries the leader's lr: re-apply every live key we track
             live.apply_live(self.algo, {k: v for k, v in new.items() if live.is_live(k, self.algo)})
             self.params = new
+            # what the running agent and env now use (task keys read back from the task itself)
+            applied = live.read_live(self.algo, differs)
             self.ws.append_lineage("exploit", self.member, mode="hot_swap",
-                                   latency_s=time.time() - decision_time, **event)
+                                   latency_s=time.time() - decision_time, applied=applied, **event)
             return
         self.ws.append_lineage("exploit", self.member, mode="restart", **event)
         self._restart(new, state, decision_time, "exploit", float(leader.objective))
@@ -489,7 +491,8 @@ class PbtAlgoObserver(AlgoObserver):
         if live.all_live(changed, self.algo):
             live.apply_live(self.algo, {k: new[k] for k in changed})
             self.params = new
-            self.ws.append_lineage("mutate", self.member, mode="hot_swap", **event)
+            self.ws.append_lineage("mutate", self.member, mode="hot_swap",
+                                   applied=live.read_live(self.algo, changed), **event)
             return
         self.ws.append_lineage("mutate", self.member, mode="restart", **event)
         self._restart(new, self._state(), decision_time, "mutate", self.objective())

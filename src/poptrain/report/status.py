@@ -33,7 +33,7 @@ class StatusRow:
     restarts: int  #: os.execv restarts so far
     exploits: int  #: weight copies so far
     last_seen_s: float | None  #: seconds since the newest metadata was written
-    state: str  #: running / stale / finished / no data
+    state: str  #: running / parked / stale / finished / no data
     parent: dict[str, Any] | None  #: whose weights it last copied
     experiment: str  #: the member's experiment name
 
@@ -183,7 +183,7 @@ def _ago(seconds: float | None) -> str:
     return f"{seconds / 86400:.1f}d"
 
 
-STATE_STYLE = {"running": "green", "finished": "bold", "stale": "yellow", "no data": "red"}
+STATE_STYLE = {"running": "green", "parked": "cyan", "finished": "bold", "stale": "yellow", "no data": "red"}
 
 
 def render(view: PopulationView, rows: list[StatusRow] | None = None) -> Group:

@@ -27,6 +27,11 @@ the installed package (``mujoco_playground._src.mjx_env.MENAGERIE_PATH``) and gi
 is missing. We never let that clone happen: without a checkout at that path or at
 ``task.env.menagerie_path`` the task fails at start-up with instructions (see docs/playground.md).
 
+Live parameters: Playground's own config values (reward scales, ctrl_dt, ...) are read while ``step`` is
+traced, so they are baked into the compiled function; changing one means a retrace and recompile (20-90 s
+on CPU, see docs/playground.md), no cheaper than a restart, so none is live. The adapter's own
+``reward_scale`` (a torch-side multiply of the published reward) is live.
+
 On CPU the MJX implementation is ``impl="jax"`` (Playground's default, warp, ran ~8x slower here and
 floods the log with solver warnings). Compilations are cached on disk (JAX's persistent compilation
 cache, under the train dir by default) so a second process, e.g. a PBT restart, skips most of the cost.
@@ -48,7 +53,7 @@ import numpy as np
 import torch
 
 from poptrain.errors import ConfigError
-from poptrain.tasks.base import TaskSpec
+from poptrain.tasks.base import LiveParam, LiveParamsMixin, TaskSpec
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +92,8 @@ class PlaygroundSettings:
     domain_randomization: bool = True
     #: Extra Playground config overrides (flattened dotted keys), e.g. {"ctrl_dt": 0.02}.
     config_overrides: dict[str, Any] = field(default_factory=dict)
+    #: Factor on the published reward (applied in torch after the step; live: may change while running).
+    reward_scale: float = 1.0
 
     @classmethod
     def from_cfg(cls, cfg: Mapping[str, Any]) -> PlaygroundSettings:
@@ -121,6 +128,14 @@ class PlaygroundSettings:
         if isinstance(obs_keys, str) or not isinstance(obs_keys, Sequence) or not obs_keys:
             problems.append(f"task.env.obs_keys must be a non-empty list of keys, got {obs_keys!r}")
             obs_keys = ("state",)
+        scale_raw = env.get("reward_scale", 1.0)
+        try:
+            reward_scale = float(scale_raw)
+            if not reward_scale >= 0 or isinstance(scale_raw, bool):
+                raise ValueError
+        except (TypeError, ValueError):
+            problems.append(f"task.env.reward_scale must be a number >= 0, got {scale_raw!r}")
+            reward_scale = 1.0
         overrides = env.get("config_overrides") or {}
         if not isinstance(overrides, Mapping):
             problems.append(f"task.env.config_overrides must be a mapping, got {overrides!r}")
@@ -140,6 +155,7 @@ class PlaygroundSettings:
             jax_cache_dir=str(env.get("jax_cache_dir") or ""),
             domain_randomization=bool(env.get("domain_randomization", True)),
             config_overrides=dict(overrides),
+            reward_scale=reward_scale,
         )
 
 
@@ -303,7 +319,7 @@ def flatten_obs(obs: Any, obs_keys: Sequence[str]) -> Any:
 
 
 # ---- the task -------------------------------------------------------------------------------------------------
-class PlaygroundTask:
+class PlaygroundTask(LiveParamsMixin):
     """A batch of ``num_envs`` Playground worlds stepped by one jit-compiled, vmapped function.
 
     Implements the tensor task contract of :mod:`poptrain.tasks.base` directly (not through VecTask,
@@ -311,6 +327,7 @@ class PlaygroundTask:
     """
 
     publishes_true_objective: bool
+    live_params = {"reward_scale": LiveParam("reward_scale", min=0.0)}
 
     def __init__(self, cfg: dict[str, Any], num_envs: int, device: str = "cpu", seed: int = 0):
         if int(num_envs) <= 0:
@@ -325,6 +342,7 @@ class PlaygroundTask:
         self.device = torch.device(device)
         self.jax_device = jax_device(jax, self.device)
         self.publishes_true_objective = bool(settings.true_objective)
+        self.reward_scale = settings.reward_scale
 
         with jax.default_device(self.jax_device):
             self.env = self._load_env(registry, settings)
@@ -455,7 +473,8 @@ class PlaygroundTask:
         self.last_jax_outputs = out  # the jax arrays the torch views alias (kept for inspection)
         self.obs_buf = torch.from_dlpack(out["obs"])
         reward, truncation, objective, done = torch.from_dlpack(out["scalars"]).unbind(0)
-        self.rew_buf = reward
+        # a new tensor, never a write into the jax-owned view (1.0: the view itself, no extra op)
+        self.rew_buf = reward if self.reward_scale == 1.0 else reward * self.reward_scale
         # The contract's int64 done and bool time_outs: device-local casts (no host transfer).
         self.reset_buf = done.to(torch.long)
         self.extras = {"time_outs": truncation > 0}

@@ -1,5 +1,9 @@
 """Run the experiments as local processes, at most ``--max_parallel`` at a time.
 
+Time-sliced PBT (``--slots K``): the N members of each population run in K slot processes, each hosting
+N/K members in turn (``poptrain.pbt.slots``); every slot runs at once, so ``--max_parallel`` must be >= K.
+Without ``--slots`` every member is its own process, as before (``--max_parallel >= N`` runs them all at once).
+
 Each child starts in its own session (its own process group) with stdout+stderr appended to
 ``<train_dir>/<run_name>/<base_name>[_<suffix>]/<experiment_name>/log.txt``; every attempt starts with a
 ``[launcher] attempt N/M ...`` line, so restarts are counted in the log. ``cancel`` (Ctrl-C / SIGTERM in
@@ -95,8 +99,11 @@ class ProcessesBackend(Backend):
         kill_grace_s: float = 5.0,
         base_env: Mapping[str, str] | None = None,
         launcher_python: bool = True,
+        slots: int = 0,
     ):
         problems = []
+        if slots < 0:
+            problems.append(f"--slots {slots}: valid: 0 (one process per member) or >= 1")
         if max_parallel < 1:
             problems.append(f"--max_parallel {max_parallel}: valid: an integer >= 1")
         if num_gpus < 0:
@@ -115,6 +122,7 @@ class ProcessesBackend(Backend):
             raise ConfigError("; ".join(problems))
         self.max_parallel = max_parallel
         self.launcher_python = launcher_python
+        self.slots = slots
         self.num_gpus = num_gpus
         self.experiments_per_gpu = experiments_per_gpu
         self.max_restarts = max_restarts
@@ -155,6 +163,12 @@ class ProcessesBackend(Backend):
             help="a command starting with python/python3 runs with the launcher's interpreter "
             "(default True; False = the first python on PATH)",
         )
+        group.add_argument(
+            "--slots",
+            type=int,
+            default=0,
+            help="time-sliced PBT: run each population's members in K processes (0 = one per member)",
+        )
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> ProcessesBackend:
@@ -166,10 +180,21 @@ class ProcessesBackend(Backend):
             pause_between=args.pause_between,
             launcher_python=args.launcher_python,
             inherited_cuda_visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES"),
+            slots=getattr(args, "slots", 0),
         )
 
     # ---- render ----
     def render(self, planned: Sequence[PlannedExperiment]) -> list[RenderedJob]:
+        if self.slots:
+            from poptrain.pbt.slots import plan_slots
+
+            planned = plan_slots(planned, self.slots)
+            if len(planned) > self.max_parallel:
+                raise ConfigError(
+                    f"--slots {self.slots} makes {len(planned)} slot processes but --max_parallel is "
+                    f"{self.max_parallel}: slots wait for each other every PBT interval, so all must run at once; "
+                    f"valid: --max_parallel >= {len(planned)}"
+                )
         rendered = []
         for p in planned:
             env_prefix = [f"{k}={v}" for k, v in (p.env_vars or {}).items()]

@@ -248,7 +248,8 @@ class _Submitted:
 
 
 class SlurmBackend(Backend):
-    """One sbatch job per experiment."""
+    """One sbatch job per experiment (``--slurm_slots K``: one job per time-sliced PBT slot, each hosting
+    several members in turn; see ``poptrain.pbt.slots``)."""
 
     name = "slurm"
     attached = False
@@ -271,8 +272,11 @@ class SlurmBackend(Backend):
         poll_interval_s: float = 1.0,
         never_start_polls: int = 3,
         pause_between: float = 0.0,
+        slots: int = 0,
     ):
         problems = []
+        if slots < 0:
+            problems.append(f"--slurm_slots {slots}: valid: 0 (one job per member) or >= 1")
         if gpus_per_job < 0:
             problems.append(f"--slurm_gpus_per_job {gpus_per_job}: valid: an integer >= 0 (0 = no GPU)")
         if cpus_per_gpu < 1:
@@ -327,6 +331,7 @@ class SlurmBackend(Backend):
         # scheduler pass while a node reboots); 3 polls = ~2 s at the default 1 s interval
         self.never_start_polls = max(1, never_start_polls)
         self._never_seen: dict[str, int] = {}
+        self.slots = slots
         self._jobs: list[_Submitted] = []
 
     @property
@@ -366,6 +371,12 @@ class SlurmBackend(Backend):
             "--slurm_sbatch_template", default=None, help="sbatch template file with {{placeholders}}"
         )
         add_bool_flag(g, "--slurm_wait", "stay and show job states until all finish")
+        g.add_argument(
+            "--slurm_slots",
+            type=int,
+            default=0,
+            help="time-sliced PBT: each population's members in K jobs, several per job (0 = one job per member)",
+        )
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> SlurmBackend:
@@ -386,6 +397,7 @@ class SlurmBackend(Backend):
             pause_between=args.pause_between,
             template=template,
             template_source=f"--slurm_sbatch_template {args.slurm_sbatch_template}",
+            slots=getattr(args, "slurm_slots", 0),
         )
 
     # ---- render ----
@@ -411,6 +423,10 @@ class SlurmBackend(Backend):
         return "\n".join(f"#SBATCH {shlex.quote(line)}" for line in lines)
 
     def render(self, planned: Sequence[PlannedExperiment]) -> list[RenderedJob]:
+        if self.slots:
+            from poptrain.pbt.slots import plan_slots
+
+            planned = plan_slots(planned, self.slots)
         rendered = []
         for p in planned:
             job_name = f"{p.run_name}-{p.name}"
