@@ -10,14 +10,26 @@ Parts (each a function returning rows; ``main`` prints them):
   8/64/256 with synthetic members (goal: < 50 ms at 64).
 - (c) ``part_c_exploit_latency``: exploit latency from the decision to the member's next training step, hot swap
   (weights + optimizer loaded in process) vs os.execv restart (until the first env step of the new process),
-  read from the lineage log of the same population run as (a) (goal: hot swap < 1 s).
+  read from the lineage logs of the (a) population (hot swaps) and of a ``task_only`` population (restarts)
+  (goal: hot swap < 1 s).
+- (d) ``part_d_member_switch``: one member switch in a time-sliced slot (``poptrain.pbt.slots``: park the
+  outgoing member's weights, optimizer, counters, RNG and env state, load the incoming one's), median over
+  the switches of a real slot hosting 2 Cartpole members that switch every epoch, at 1,024 and 4,096 envs
+  (goal < 50 ms median at Cartpole size).
+- (e) ``part_e_task_param_swap``: a task-parameter change applied live (``pbt/mutation=cartpole_effort``:
+  ``task.env.maxEffort``, a live Cartpole key) vs the os.execv restart it replaces (``task_only``: a
+  structural task key, same population shape), decision -> next training step, from two real populations;
+  plus ``Cartpole.set_live`` alone at 1,024 and 4,096 envs.
 
 Run: ``.venv/bin/python benchmarks/pbt_overhead.py`` (all parts; ``--parts b`` for the synthetic one only).
+Population sizes from ``PBT_BENCH_MEMBERS``/``PBT_BENCH_EPOCHS``/``PBT_BENCH_ENVS``; ``PBT_BENCH_DEVICE=cuda``
+trains the members on the GPU (``rl_device``/``sim_device``); ``--json PATH`` also writes every part's rows.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import statistics
@@ -144,17 +156,18 @@ _POPULATION: dict[str, Path] = {}
 
 
 def _population_workspace(
-    n: int = 8, epochs: int = 100, num_envs: int = 1024, mutation: str = "cartpole_env"
+    n: int = 8, epochs: int = 100, num_envs: int = 1024, mutation: str = "cartpole_env", rate: float = 0.4
 ) -> Path:
     """Run (once per benchmark process) ``n`` real Cartpole members sharing a temp workspace; return it.
 
-    Mutation set ``cartpole_env`` (live keys + one task parameter) and the threshold rule with zero margins
-    make exploits frequent, so both hot swaps and os.execv restarts happen. The interval is pbt_default's
+    Mutation set ``cartpole_env`` (live keys + a live task parameter: hot swaps only; ``task_only`` for
+    os.execv restarts) and the threshold rule with zero margins make exploits frequent. The interval is pbt_default's
     (163,840 frames = 10 epochs at 1,024 envs x horizon 16)."""
     n = int(os.environ.get("PBT_BENCH_MEMBERS", n))
     epochs = int(os.environ.get("PBT_BENCH_EPOCHS", epochs))
     num_envs = int(os.environ.get("PBT_BENCH_ENVS", num_envs))
-    key = f"{n}-{epochs}-{num_envs}-{mutation}"
+    device = os.environ.get("PBT_BENCH_DEVICE", "cpu")
+    key = f"{n}-{epochs}-{num_envs}-{mutation}-{rate}-{device}"
     if key in _POPULATION:
         return _POPULATION[key]
     root = Path(tempfile.mkdtemp(prefix="pbt_overhead_"))
@@ -169,7 +182,7 @@ def _population_workspace(
             f"pbt.num_policies={n}", f"pbt.policy_idx={i}", f"pbt.workspace={ws}",
             f"pbt.interval_steps={10 * frames_per_epoch}", f"pbt.start_after={10 * frames_per_epoch}",
             f"pbt.initial_delay={10 * frames_per_epoch}", "pbt.replace_rule=threshold", "pbt.threshold_std=0",
-            "pbt.threshold_abs=0", "pbt.mutation_rate=0.4",
+            "pbt.threshold_abs=0", f"pbt.mutation_rate={rate}", f"rl_device={device}", f"sim_device={device}",
         ]
         log = (root / f"log{i}.txt").open("w")
         procs.append(subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ)))
@@ -206,10 +219,10 @@ def _print_a(rows: list[dict]) -> None:
 
 
 def part_c_exploit_latency() -> list[dict]:
-    """Restarts from the (a) population (its task parameter forces them); hot swaps also from a population of
-    4 whose mutation set is live-only (``default_mutation``), where every exploit is a hot swap."""
+    """Hot swaps from the (a) population (``cartpole_env``: every key live); restarts from a population of 4
+    whose only mutable key is structural (``task_only``), where every exploit restarts."""
     events = Workspace(_population_workspace()).read_lineage()
-    events += Workspace(_population_workspace(n=4, mutation="default_mutation")).read_lineage()
+    events += Workspace(_population_workspace(n=4, mutation="task_only")).read_lineage()
     hot = [e["latency_s"] for e in events if e["event"] == "exploit" and e.get("mode") == "hot_swap"]
     restart = [e["latency_s"] for e in events if e["event"] == "restart"]
     rows = []
@@ -231,10 +244,104 @@ def _print_c(rows: list[dict]) -> None:
               f"hot swap goal < 1 s: ratio to goal {h['max_s'] / 1.0:.3f} (max)")
 
 
+def part_d_member_switch(sizes: Sequence[int] = (1024, 4096), epochs: int = 40) -> list[dict]:
+    """(d) median member switch of a real slot process (2 members, a switch every epoch) per env count."""
+    import re
+
+    rows = []
+    for num_envs in sizes:
+        root = Path(tempfile.mkdtemp(prefix="pbt_overhead_d_"))
+        frames_per_epoch = num_envs * 16
+        shared = [
+            "task=Cartpole", f"num_envs={num_envs}", f"max_iterations={epochs}", f"train_dir={root / 'runs'}",
+            "train.params.config.save_frequency=0", "pbt=pbt_default", "pbt/mutation=cartpole_env",
+            "pbt.num_policies=2", f"pbt.workspace={root / 'ws'}", f"pbt.interval_steps={frames_per_epoch}",
+            f"pbt.start_after={frames_per_epoch}", f"pbt.initial_delay={frames_per_epoch}",
+        ]
+        argv = [sys.executable, "-m", "poptrain.pbt.slots", "--slot", "0",
+                "--member", "pbt.policy_idx=0", "experiment=m0", "--member", "pbt.policy_idx=1", "experiment=m1",
+                "--", *shared]
+        t0 = time.perf_counter()
+        out = subprocess.run(argv, capture_output=True, text=True, env=dict(os.environ))
+        wall = time.perf_counter() - t0
+        line = next((ln for ln in out.stdout.splitlines() if ln.startswith("slot: ")), "")
+        if out.returncode or not line:
+            raise SystemExit(f"slot failed ({out.returncode}): {out.stdout[-2000:]}{out.stderr[-2000:]}")
+        fields = dict(re.findall(r"(\w+)=(\S+)", line))
+        status = yaml.safe_load((root / "ws" / "slots" / "slot_0.json").read_text())
+        rows.append({"part": "d", "num_envs": num_envs, "switches": int(fields["switches"]),
+                     "median_ms": float(fields["switch_median_ms"]), "total_switch_s": float(status["switch_s"]),
+                     "slot_wall_s": float(status["wall_s"]), "process_wall_s": wall})
+    return rows
+
+
+def _print_d(rows: list[dict]) -> None:
+    print("\n(d) member switch in a time-sliced slot (park + load: weights, optimizer, counters, RNG, env)")
+    print(f"{'envs':>6} {'switches':>9} {'median ms':>10} {'switch s':>9} {'slot wall s':>12} {'share':>7}")
+    for r in rows:
+        share = r["total_switch_s"] / r["slot_wall_s"]
+        print(f"{r['num_envs']:>6} {r['switches']:>9} {r['median_ms']:>10.2f} {r['total_switch_s']:>9.3f} "
+              f"{r['slot_wall_s']:>12.2f} {100 * share:>6.2f}%")
+    first = rows[0]
+    print(f"{first['num_envs']} envs: {first['median_ms']:.2f} ms = {first['median_ms'] / 50.0:.2f} x the 50 ms goal")
+
+
+def set_live_cost(num_envs: int, repeats: int = 200) -> float:
+    """Median seconds of ``Cartpole.set_live({"maxEffort": ...})`` on a running batch of ``num_envs``."""
+    import torch
+
+    from poptrain.tasks.cartpole import Cartpole
+
+    task = Cartpole({}, num_envs=num_envs)
+    task.reset()
+    task.step(torch.zeros(num_envs, 1))
+    times = []
+    for i in range(repeats):
+        t0 = time.perf_counter()
+        task.set_live({"maxEffort": 10.0 + i % 7})
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def part_e_task_param_swap() -> list[dict]:
+    """(e) a task-parameter change: live (hot swap) vs os.execv restart, two populations of 4 of the same shape."""
+    # rate 1: with one mutable key, a lower rate can leave all members identical (ties: no exploit ever)
+    hot_events = Workspace(_population_workspace(n=4, mutation="cartpole_effort", rate=1.0)).read_lineage()
+    restart_events = Workspace(_population_workspace(n=4, mutation="task_only", rate=1.0)).read_lineage()
+    hot = [e["latency_s"] for e in hot_events if e["event"] == "exploit" and e.get("mode") == "hot_swap"
+           and "task.env.maxEffort" in e["changed"]]
+    restart = [e["latency_s"] for e in restart_events if e["event"] == "restart"]
+    stray = [e for e in hot_events if e["event"] == "restart"]
+    if stray:
+        raise SystemExit(f"the live task parameter restarted a member: {stray[0]}")
+    rows = []
+    for kind, values in (("task key hot swap", hot), ("os.execv restart", restart)):
+        if values:
+            rows.append({"kind": kind, "n": len(values), "median_s": statistics.median(values),
+                         "min_s": min(values), "max_s": max(values)})
+    for n in (1024, 4096):
+        rows.append({"kind": f"set_live {n} envs", "n": 200, "median_s": set_live_cost(n), "min_s": 0.0,
+                     "max_s": 0.0})
+    return rows
+
+
+def _print_e(rows: list[dict]) -> None:
+    print("\n(e) task-parameter change: decision -> next training step (exploit latency), and set_live alone")
+    for r in rows:
+        print(f"{r['kind']:>20}: n={r['n']:>3} median {r['median_s']:.6f} s  min {r['min_s']:.4f}  "
+              f"max {r['max_s']:.4f}")
+    by = {r["kind"]: r for r in rows}
+    if "task key hot swap" in by and "os.execv restart" in by:
+        h, x = by["task key hot swap"], by["os.execv restart"]
+        print(f"restart / task-key hot swap (medians): {x['median_s'] / h['median_s']:.0f}x")
+
+
 PARTS: dict[str, tuple[Callable[..., list[dict]], Callable[[list[dict]], None]]] = {
     "a": (part_a_bookkeeping_share, _print_a),
     "b": (part_b_iteration_cost, _print_b),
     "c": (part_c_exploit_latency, _print_c),
+    "d": (part_d_member_switch, _print_d),
+    "e": (part_e_task_param_swap, _print_e),
 }
 
 
@@ -245,10 +352,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     ap.add_argument("--sizes", default="8,64,256", help="population sizes for part b")
     ap.add_argument("--repeats", type=int, default=15)
+    ap.add_argument("--json", default="", help="also write every part's rows to this file")
     args = ap.parse_args(argv)
     unknown = sorted(set(args.parts) - set(PARTS))
     if unknown:
         ap.error(f"unknown parts {unknown}; available: {sorted(PARTS)}")
+    figures: dict[str, list[dict]] = {}
     for part in args.parts:
         fn, show = PARTS[part]
         if part == "b":
@@ -256,6 +365,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             rows = fn()
         show(rows)
+        figures[part] = rows
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=1))
     return 0
 
 

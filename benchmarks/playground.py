@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/playground.py                      # CartpoleBalance, 1024 envs, CPU
     .venv/bin/python benchmarks/playground.py --task CheetahRun --num-envs 256 --no-startup
     .venv/bin/python benchmarks/playground.py --device cuda:0 --num-envs 4096     # on a GPU machine
+    ... --json figures.json                                # also write every figure printed below
 
 Prints, measured in this one run:
 1. compile: seconds to build the task and compile reset+step with an empty JAX cache, and again in a
@@ -22,6 +23,7 @@ Prints, measured in this one run:
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import statistics
@@ -188,7 +190,9 @@ def main() -> None:
     parser.add_argument("--episode-length", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=3, help="training runs, each measured ABAB")
     parser.add_argument("--no-startup", action="store_true", help="skip the two process-start measurements")
+    parser.add_argument("--json", default="", help="also write the figures to this file")
     args = parser.parse_args()
+    figures: dict[str, Any] = {"task": args.task, "num_envs": args.num_envs, "device": args.device}
     torch.set_num_threads(1)
     load_start = os.getloadavg()[0]
     work = Path(tempfile.mkdtemp(prefix="pg_bench_cache_"))
@@ -200,6 +204,9 @@ def main() -> None:
             flush=True,
         )
         env = build(args.task, args.num_envs, args.device, str(work / "a"), args.episode_length)
+        figures.update(
+            compile_cold_s=cold, compile_cached_s=warm, impl=str(getattr(env.raw_env._config, "impl", ""))
+        )
         loops, adapters, feds, stricts, totals = [], [], [], [], []
         for _ in range(args.repeats):
             loops.append(raw_steps_per_s(env, args.steps))
@@ -229,6 +236,16 @@ def main() -> None:
             f"training incl. policy and PPO update: {fmt(totals)} frames/s per run (final mean reward {reward:.1f})"
         )
         print(f"load average (1 min) at start {load_start:.2f}, at end {os.getloadavg()[0]:.2f}")
+        figures.update(
+            raw_loop=loops,
+            raw_fed=feds,
+            raw_strict=stricts,
+            adapter=adapters,
+            training_frames_per_s=totals,
+            adapter_over_fed=[a / r for a, r in zip(adapters, feds, strict=True)],
+            adapter_over_strict=[a / r for a, r in zip(adapters, stricts, strict=True)],
+            final_mean_reward=reward,
+        )
         if not args.no_startup:
             cache = str(work / "b")
             first = startup_seconds(args.task, args.num_envs, args.device, cache, args.episode_length)
@@ -237,6 +254,9 @@ def main() -> None:
                 f"startup (train, 1 epoch, new process): empty cache {first:.1f}s, filled cache {second:.1f}s, "
                 f"saved {first - second:.1f}s"
             )
+            figures.update(startup_empty_cache_s=first, startup_filled_cache_s=second)
+        if args.json:
+            Path(args.json).write_text(json.dumps(figures, indent=1))
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -51,6 +51,11 @@ of ``--rounds`` rounds (order rotated per round) so background load hits all of 
 medians over rounds, and the ratio columns are medians of per-round ratios.
 
     python benchmarks/throughput.py [--envs 1024 4096] [--epochs 40] [--warmup 5] [--rounds 3] [--no-malloc-tuning]
+    python benchmarks/throughput.py --device cuda --envs 4096 16384 65536 --json rows.json    # on a GPU
+
+``--device cuda``: (b) trains with ``rl_device=cuda sim_device=cuda``; (a), (c) and (c0) build every tensor
+inside ``with torch.device("cuda")``; every time stamp waits for the GPU first (torch.cuda.synchronize), so an
+epoch's time includes its queued kernels. The CPU-time column then counts only the host side.
 
 Mean returns printed for orientation are different statistics: (b) rl_games' game_rewards meter (last <= 100
 finished episodes), (c) episodes finished in the last epoch, (c0) the last 50 steps with finished episodes.
@@ -60,6 +65,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import math
 import os
 import statistics
@@ -75,6 +81,7 @@ from torch import nn
 from poptrain.tasks import make_task
 
 LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
+DEVICE = "cpu"  # --device: where every run's task, network and buffers live
 
 
 # ---- settings shared by every loop -------------------------------------------------------------------
@@ -156,12 +163,16 @@ class Measurement:
 
 
 def now() -> tuple[float, float]:
-    """(wall, process CPU) seconds. CPU time is what other jobs on a loaded machine disturb least."""
+    """(wall, process CPU) seconds. CPU time is what other jobs on a loaded machine disturb least.
+
+    On CUDA it first waits for the queued kernels: without that a stamp would time the launches, not the work."""
+    if DEVICE.startswith("cuda"):
+        torch.cuda.synchronize()
     return time.perf_counter(), time.process_time()
 
 
 def cartpole(num_envs: int, seed: int = 42):
-    return make_task("Cartpole", {"env": {}}, num_envs=num_envs, device="cpu", seed=seed)
+    return make_task("Cartpole", {"env": {}}, num_envs=num_envs, device=DEVICE, seed=seed)
 
 
 # ---- the network and normalizer both plain loops share ---------------------------------------------
@@ -452,11 +463,11 @@ def raw_rate(s: PpoSettings, steps: int = 400) -> float:
     with torch.no_grad():
         for i in range(steps + 20):
             if i == 20:
-                t0 = time.perf_counter()
+                t0 = now()[0]
             mu, log_std, _ = net(obs_rms.normalize(obs))
             actions = mu + log_std.exp() * torch.randn_like(mu)
             obs = task.step(actions.clamp(-1, 1))[0]["obs"]
-    return steps * s.num_envs / (time.perf_counter() - t0)
+    return steps * s.num_envs / (now()[0] - t0)
 
 
 class _EpochStamps:
@@ -501,7 +512,8 @@ def compose_cfg(num_envs: int, epochs: int, train_dir: str):
 
     from poptrain import train
 
-    overrides = [f"num_envs={num_envs}", f"max_iterations={epochs}", f"train_dir={train_dir}", "experiment=bench"]
+    overrides = [f"num_envs={num_envs}", f"max_iterations={epochs}", f"train_dir={train_dir}", "experiment=bench",
+                 f"rl_device={DEVICE}", f"sim_device={DEVICE}"]
     with initialize_config_dir(config_dir=str(train.CFG_DIR), version_base="1.3"):
         cfg = compose(config_name="config", overrides=overrides)
     train.validate(cfg)
@@ -534,17 +546,25 @@ def measure(num_envs: int, epochs: int, warmup: int, rounds: int) -> dict[str, A
         params = OmegaConf.to_container(compose_cfg(num_envs, epochs, tmp).train.params, resolve=True)
     assert isinstance(params, dict)
     s = PpoSettings.from_params(params, num_envs)
+    def on_device(run: Callable[[], Measurement]) -> Callable[[], Measurement]:
+        def inside() -> Measurement:
+            with torch.device(DEVICE):  # the plain loops' factory calls (zeros, randperm, ...) land on DEVICE
+                return run()
+
+        return inside
+
     runs: dict[str, Callable[[], Measurement]] = {
         "b": lambda: rl_games_run(num_envs, epochs),
-        "c": lambda: ppo_rlg_math(s, epochs),
-        "c0": lambda: ppo_light(s, epochs),
+        "c": on_device(lambda: ppo_rlg_math(s, epochs)),
+        "c0": on_device(lambda: ppo_light(s, epochs)),
     }
     order = list(runs)
     done: dict[str, list[Measurement]] = {k: [] for k in runs}
     raw = []
     for r in range(rounds):
         torch.set_num_threads(1)
-        raw.append(raw_rate(s))
+        with torch.device(DEVICE):
+            raw.append(raw_rate(s))
         for key in order[r % 3:] + order[:r % 3]:
             torch.set_num_threads(1)  # rl_games sets it from its config (num_threads=1); keep both sides equal
             m = runs[key]()
@@ -576,7 +596,13 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=5, help="leading epochs excluded from the rate")
     parser.add_argument("--rounds", type=int, default=3, help="alternating (b)/(c)/(c0) rounds; medians reported")
     parser.add_argument("--no-malloc-tuning", action="store_true", help="glibc malloc defaults for every run")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (every run, both sides)")
+    parser.add_argument("--json", default="", help="also write the table's rows to this file")
     args = parser.parse_args()
+    global DEVICE
+    if args.device != "cpu" and not (args.device.startswith("cuda") and torch.cuda.is_available()):
+        parser.error(f"--device {args.device!r}: valid: cpu, or cuda[:N] where torch sees a GPU")
+    DEVICE = args.device
     if args.no_malloc_tuning:
         os.environ["POPTRAIN_MALLOC_TUNING"] = "0"  # also read by train._setup_torch inside (b)
     from poptrain.train import tune_allocator
@@ -585,7 +611,11 @@ def main() -> None:
     import rl_games.torch_runner  # noqa: F401  (import once, outside any timed region)
 
     rows = [measure(n, args.epochs, args.warmup, args.rounds) for n in args.envs]
-    print(f"\nthroughput (Cartpole; medians of {args.rounds} alternating rounds; {args.epochs} epochs per run, "
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"device": DEVICE, "epochs": args.epochs, "warmup": args.warmup, "rounds": args.rounds,
+                       "rows": rows}, f, indent=1)
+    print(f"\nthroughput (Cartpole on {DEVICE}; medians of {args.rounds} alternating rounds; {args.epochs} epochs per run, "
           f"the first {args.warmup} excluded as warm-up)")
     print(f"malloc tuning (poptrain.train.tune_allocator) {'on' if tuned else 'off'} for every run")
     print("wall: frames per wall-clock second; cpu: frames per second of this process' CPU time "

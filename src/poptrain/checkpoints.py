@@ -40,12 +40,17 @@ _NUMPY_SAFE = _numpy_safe_globals()
 
 
 def atomic_write(
-    path: str | os.PathLike[str], write: Callable[[BinaryIO], object], *, exclusive: bool = False
+    path: str | os.PathLike[str],
+    write: Callable[[BinaryIO], object],
+    *,
+    exclusive: bool = False,
+    durable: bool = True,
 ) -> Path:
     """Write a file others may read at any moment: ``write(f)`` fills a temp file in the same folder, which is
     fsync'ed and then renamed over ``path`` (``exclusive``: hard-linked instead, FileExistsError when ``path``
     exists). Readers see the old file or the whole new one; on any failure the temp file is removed and the
-    OSError propagates (callers name their own error)."""
+    OSError propagates (callers name their own error). ``durable=False`` skips the fsync: still atomic for
+    readers, but a power loss may keep the old file (for display-only files rewritten often)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -53,7 +58,8 @@ def atomic_write(
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                os.fsync(f.fileno())
         if not exclusive:
             os.replace(tmp, path)
             return path

@@ -95,14 +95,41 @@ def validate(cfg: DictConfig) -> None:
         problems.append("test=True needs checkpoint=PATH (a .pth written by training)")
     if cfg.test and int(cfg.play_episodes) <= 0:
         problems.append(f"play_episodes must be a positive integer, got {cfg.play_episodes!r}")
+    if str(cfg.get("sigma_mode", "std")) not in ("std", "rl_games"):
+        problems.append(f"sigma_mode must be std (ours) or rl_games (IsaacGymEnvs' meaning), got {cfg.sigma_mode!r}")
     if cfg.sigma not in ("", None):
         try:
-            if float(cfg.sigma) < 0:
+            # rl_games' meaning is a log-std: any real number; ours is a std
+            if float(cfg.sigma) < 0 and str(cfg.get("sigma_mode", "std")) != "rl_games":
                 raise ValueError
         except (TypeError, ValueError):
             problems.append(f"sigma must be a number >= 0 (or empty for the model's own), got {cfg.sigma!r}")
     if problems:
         raise ConfigError("; ".join(problems))
+
+
+def hydra_run_dir() -> str:
+    """``hydra.run.dir`` of this Hydra app ('.' outside one, and by default: cfg/config.yaml)."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        if HydraConfig.initialized():
+            return str(HydraConfig.get().run.dir)
+    except Exception:  # noqa: BLE001 - no Hydra context
+        pass
+    return "."
+
+
+def resolve_run_dir(cfg: DictConfig, run_dir: str | None = None) -> None:
+    """A relative ``train_dir`` lies under ``hydra.run.dir`` when one is given.
+
+    IsaacGymEnvs runs on Hydra 1.1, whose job changes into ``hydra.run.dir``: its launcher passes
+    ``hydra.run.dir=<train_dir>/<run>/<experiment>`` (``experiment_dir_arg_name="hydra.run.dir"``) and the
+    runs land there. We never change the working directory (version_base 1.3); resolving the relative output
+    root against the run dir puts them in the same place."""
+    run_dir = hydra_run_dir() if run_dir is None else run_dir
+    if run_dir not in ("", ".") and not Path(str(cfg.train_dir)).is_absolute():
+        cfg.train_dir = str(Path(run_dir) / str(cfg.train_dir))
 
 
 def resolve_seed(cfg: DictConfig) -> int:
@@ -177,14 +204,40 @@ def _setup_torch(cfg: DictConfig) -> None:
     os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(Path(cfg.train_dir) / ".inductor_cache"))
 
 
+def _on_cpu(value: Any) -> Any:
+    """``value`` with every tensor (in nested dicts, lists, tuples) moved to the CPU; other values as they are."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu()
+    if isinstance(value, dict):
+        return {k: _on_cpu(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_on_cpu(v) for v in value)
+    return value
+
+
 def _make_save_atomic(algo: Any) -> None:
-    """Make rl_games' agent.save write temp-file + os.replace (its own torch.save is not atomic)."""
-    from poptrain.checkpoints import atomic_torch_save
+    """Make rl_games' agent.save write temp-file + os.replace (its own torch.save is not atomic) with CPU
+    tensors, and agent.restore load onto the agent's own device.
+
+    rl_games saves tensors where they live and restores with a plain ``torch.load`` (no map_location): a
+    checkpoint written on ``cuda`` then fails to load on a machine without CUDA ("Attempting to deserialize
+    object on a CUDA device"), and one written on ``cuda:1`` lands on GPU 1 (or fails with "invalid device
+    ordinal" where CUDA_VISIBLE_DEVICES pins one GPU). Saving CPU tensors makes every checkpoint portable (the
+    device-to-host copy is one per save, ~100 KiB for the 32-32 MLPs here); restoring with
+    ``map_location=<agent device>`` also reads files written elsewhere (rl_games', IsaacGymEnvs').
+    """
+    from poptrain.checkpoints import atomic_torch_save, load_checkpoint_file
 
     def save(fn: str) -> None:
-        atomic_torch_save(algo.get_full_state_weights(), fn + ".pth")
+        atomic_torch_save(_on_cpu(algo.get_full_state_weights()), fn + ".pth")
+
+    def restore(fn: str, set_epoch: bool = True) -> None:
+        state = load_checkpoint_file(fn, map_location=str(algo.ppo_device))
+        state["model"] = {k.replace("_orig_mod.", ""): v for k, v in state["model"].items()}
+        algo.set_full_state_weights(state, set_epoch=set_epoch)
 
     algo.save = save
+    algo.restore = restore
 
 
 # ---- train --------------------------------------------------------------------------------------------
@@ -210,7 +263,7 @@ def _extra_observers(cfg: DictConfig) -> list[Any]:
 
 
 class _AtomicSaveObserver:
-    """Hooks into after_init to make the agent's checkpoint writes atomic."""
+    """Hooks into after_init to make the agent's checkpoint writes atomic and portable (see _make_save_atomic)."""
 
     def after_init(self, algo: Any) -> None:
         _make_save_atomic(algo)
@@ -264,7 +317,12 @@ class PlayResult:
 def run_play(cfg: DictConfig) -> PlayResult:
     """Load ``cfg.checkpoint`` into the rl_games player and run ``play_episodes`` episodes headless.
 
-    ``sigma``: empty or 0 = deterministic (the policy mean); > 0 = sample with that std.
+    ``sigma`` (``sigma_mode=std``, ours): empty or 0 = deterministic (the policy mean); > 0 = sample with that
+    std, for any network (``fixed_sigma`` True or False: the policy's log-std output is replaced).
+    ``sigma_mode=rl_games`` (IsaacGymEnvs' meaning, rl_games ``override_sigma``): the value is written as is
+    into a ``fixed_sigma`` network's sigma parameter (a log-std: 0 means std 1) and actions follow
+    ``train.params.config.player.deterministic`` (rl_games default True); a ``fixed_sigma: False`` network
+    keeps its own sigma, with a warning, as rl_games does.
     """
     from rl_games.torch_runner import Runner
 
@@ -275,7 +333,11 @@ def run_play(cfg: DictConfig) -> PlayResult:
     rlg.set_task_factory(task_factory(cfg))
     params = rlg_params(cfg)
     sigma = None if cfg.sigma in ("", None) else float(cfg.sigma)
-    deterministic = sigma is None or sigma == 0.0
+    ige_sigma = str(cfg.get("sigma_mode", "std")) == "rl_games"
+    if ige_sigma:
+        deterministic = bool((params["config"].get("player") or {}).get("deterministic", True))
+    else:
+        deterministic = sigma is None or sigma == 0.0
     params["config"]["player"] = {"use_vecenv": True, "deterministic": deterministic}
     runner = Runner()
     runner.load({"params": params})
@@ -284,12 +346,41 @@ def run_play(cfg: DictConfig) -> PlayResult:
     player.model.load_state_dict({k.replace("_orig_mod.", ""): v for k, v in state["model"].items()})
     if player.normalize_input and "running_mean_std" in state:
         player.model.running_mean_std.load_state_dict(state["running_mean_std"])
-    if sigma is not None and sigma > 0:
-        net = player.model.a2c_network
-        with torch.no_grad():
-            net.sigma.fill_(math.log(sigma))  # the network's sigma parameter is a log-std
+    net = player.model.a2c_network
+    if ige_sigma and sigma is not None:
+        if getattr(net, "fixed_sigma", False):
+            with torch.no_grad():
+                net.sigma.fill_(sigma)  # rl_games override_sigma: the raw value (a log-std)
+        else:
+            # a logger created now: Hydra's disabled job logging switched off the loggers that existed before it
+            logging.getLogger("poptrain.play").warning(
+                "sigma=%g ignored: the network has fixed_sigma False (rl_games does the same)", sigma
+            )
+    elif sigma is not None and sigma > 0:
+        _force_log_std(net, math.log(sigma))
     player.has_batch_dimension = True
     return play_episodes(player, player.env, int(cfg.play_episodes), deterministic)
+
+
+def _force_log_std(net: Any, log_std: float) -> None:
+    """Make the actor's log-std output ``log_std`` everywhere.
+
+    A ``fixed_sigma`` network holds it as a parameter (filled in place); otherwise a layer computes it from
+    the observation (``net.sigma`` is an nn.Linear, whose ``fill_`` fails) and a forward hook replaces that
+    output (the second of rl_games' continuous ``(mu, sigma, value, states)``) after any sigma activation.
+    """
+    if not hasattr(net, "sigma"):
+        raise ConfigError("sigma=... needs a continuous-action policy (this network has no sigma output)")
+    if getattr(net, "fixed_sigma", False):
+        with torch.no_grad():
+            net.sigma.fill_(log_std)
+        return
+
+    def hook(_module: Any, _inputs: Any, output: Any) -> Any:
+        mu, sigma, *rest = output
+        return (mu, torch.full_like(sigma, log_std), *rest)
+
+    net.register_forward_hook(hook)
 
 
 def play_episodes(player: Any, env: Any, episodes: int, deterministic: bool) -> PlayResult:
@@ -328,6 +419,7 @@ def play_episodes(player: Any, env: Any, episodes: int, deterministic: bool) -> 
 def launch(cfg: DictConfig) -> int:
     """Validate, then train or play. Returns the process exit code."""
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s %(name)s] %(message)s", datefmt="%H:%M:%S")
+    resolve_run_dir(cfg)
     validate(cfg)
     resolve_seed(cfg)
     _setup_torch(cfg)

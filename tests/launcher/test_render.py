@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from poptrain.errors import ConfigError, LaunchError
-from poptrain.launcher.backends import JobState
+from poptrain.launcher.backends import JobState, JobStatus
 from poptrain.launcher.backends.ngc import NgcBackend, map_ngc_status
-from poptrain.launcher.backends.slurm import SlurmBackend, map_slurm_state, parse_scontrol_jobs
+from poptrain.launcher.backends.slurm import SlurmBackend, _Submitted, map_slurm_state, parse_scontrol_jobs
 from poptrain.launcher.run_description import Experiment, ParamGrid, RunDescription
 
 
@@ -59,8 +59,55 @@ def test_default_sbatch_script_is_exactly_as_expected() -> None:
 
 def test_cpu_only_jobs_request_no_gpu_and_no_time_limit() -> None:
     text = SlurmBackend(gpus_per_job=0, cpus_per_gpu=2).render(_planned())[0].text
-    assert "--gres" not in text and "--time" not in text and "#SBATCH --cpus-per-task=2\n" in text
+    # --slurm_cpus_per_gpu applies to GPU jobs only; a CPU-only job asks --slurm_cpus_per_task (default 1)
+    assert "--gres" not in text and "--time" not in text and "#SBATCH --cpus-per-task=1\n" in text
     assert "#SBATCH --no-requeue\n" in text
+    text = SlurmBackend(gpus_per_job=0, cpus_per_task=3).render(_planned())[0].text
+    assert "#SBATCH --cpus-per-task=3\n" in text
+
+
+def _fake_scontrol(tmp_path: Path, monkeypatch, lines: list[str]) -> Path:
+    """A scontrol printing ``lines`` (one job each) and an scancel recording its arguments."""
+    bin_dir = tmp_path / "bin_sc"
+    bin_dir.mkdir()
+    out = tmp_path / "scontrol_out"
+    out.write_text("".join(line + "\n" for line in lines))
+    cancelled = tmp_path / "scancel_calls"
+    for name, body in (("scontrol", f"cat {shlex.quote(str(out))}"),
+                       ("scancel", f'echo "$@" >> {shlex.quote(str(cancelled))}')):
+        script = bin_dir / name
+        script.write_text(f"#!/bin/sh\n{body}\n")
+        script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    return cancelled
+
+
+def test_a_job_that_can_never_start_fails_naming_the_reason_and_is_cancelled(tmp_path, monkeypatch) -> None:
+    calls = _fake_sbatch(tmp_path, monkeypatch, fail_on="nothing")
+    cancelled = _fake_scontrol(tmp_path, monkeypatch, [
+        "JobId=101 JobName=a JobState=PENDING Reason=ReqNodeNotAvail,_UnavailableNodes:n1 NumCPUs=1",
+        "JobId=102 JobName=b JobState=PENDING Reason=Resources NumCPUs=1",
+        "JobId=103 JobName=c JobState=RUNNING Reason=None NumCPUs=1",
+    ])  # fmt: skip
+    backend = SlurmBackend(workdir=str(tmp_path / "sw"), gpus_per_job=0, poll_interval_s=0.01)
+    with pytest.raises(LaunchError, match=r"1 job\(s\) can never start.*\n  00_e_k_ok1 \[job 101\]: can never start: "
+                       r"SLURM pending reason ReqNodeNotAvail,_UnavailableNodes:n1: the nodes it needs are down"):
+        backend.submit(backend.render(_three(tmp_path)))
+    assert len(calls.read_text().splitlines()) == 3
+    assert cancelled.read_text() == "101\n"  # only the doomed job; Resources is ordinary waiting
+    states = [j.status.state for j in backend._jobs]
+    assert states == [JobState.FAILED, JobState.PENDING, JobState.RUNNING]
+
+
+def test_a_never_start_reason_must_persist_for_a_few_polls(tmp_path, monkeypatch) -> None:
+    _fake_sbatch(tmp_path, monkeypatch, fail_on="nothing")
+    _fake_scontrol(tmp_path, monkeypatch, ["JobId=101 JobState=PENDING Reason=PartitionConfig NumCPUs=4"])
+    backend = SlurmBackend(workdir=str(tmp_path / "sw"), gpus_per_job=0, never_start_polls=3)
+    backend._jobs = [_Submitted(backend.render(_three(tmp_path)[:1])[0], JobStatus(name="x", job_id="101"))]
+    assert [s.state for s in (backend.poll(), backend.poll())[-1]] == [JobState.PENDING]
+    third = backend.poll()[0]
+    assert third.state is JobState.FAILED and "PartitionConfig" in third.reason
+    assert "--slurm_cpus_per_task" in third.reason and "asked --cpus-per-task=4" in third.reason
 
 
 def test_a_user_template_fills_documented_placeholders(tmp_path) -> None:
@@ -109,6 +156,9 @@ def _fake_sbatch(tmp_path: Path, monkeypatch, fail_on: str) -> Path:
         "echo $(( $(wc -l < " + shlex.quote(str(calls)) + ") + 100 ))\n"
     )
     script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    scontrol = bin_dir / "scontrol"  # knows no job: submit's can-it-start check sees nothing pending
+    scontrol.write_text("#!/bin/sh\nexit 0\n")
+    scontrol.chmod(scontrol.stat().st_mode | stat.S_IXUSR)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     return calls
 
@@ -159,8 +209,6 @@ def test_scontrol_output_maps_to_states() -> None:
     assert (
         map_slurm_state("PENDING") is JobState.PENDING and map_slurm_state("COMPLETING") is JobState.RUNNING
     )
-    from poptrain.launcher.backends import JobStatus
-
     status = JobStatus(name="a")
     SlurmBackend._update(status, jobs["7"])
     assert (

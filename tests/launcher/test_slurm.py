@@ -10,6 +10,7 @@ import time
 import pytest
 from launcher_helpers import child_run
 
+from poptrain.errors import LaunchError
 from poptrain.launcher.backends import JobState
 from poptrain.launcher.backends.slurm import SlurmBackend
 from poptrain.launcher.run import main
@@ -51,16 +52,19 @@ def test_the_scancel_helper_cancels_the_run(slurm_cluster, tmp_path) -> None:
     assert [s.state for s in statuses] == [JobState.CANCELLED] * 3
 
 
-def test_a_job_asking_more_cpus_than_the_node_has_is_refused_or_pends(slurm_cluster, tmp_path) -> None:
-    backend = SlurmBackend(workdir=str(tmp_path / "sw"), gpus_per_job=0, cpus_per_gpu=4096)
-    backend.submit(backend.render(list(child_run("huge", [{}]).plan(str(tmp_path / "td")))))
-    status = backend.poll()[0]
-    try:
-        assert status.state in (JobState.FAILED, JobState.PENDING)
-        if status.state is JobState.FAILED:
-            assert "sbatch" in status.reason and "failed" in status.reason
-    finally:
-        backend.cancel()
+def test_a_job_asking_more_cpus_than_the_node_has_is_an_error_at_submission(slurm_cluster, tmp_path) -> None:
+    """The local node registers its real CPU count: one more pends forever with reason PartitionConfig."""
+    node_cpus = max(int(c) for c in subprocess.run(
+        ["sinfo", "-h", "-o", "%c"], capture_output=True, text=True, check=True).stdout.split())  # fmt: skip
+    backend = SlurmBackend(workdir=str(tmp_path / "sw"), gpus_per_job=0, cpus_per_task=node_cpus + 1)
+    with pytest.raises(LaunchError) as info:
+        backend.submit(backend.render(list(child_run("huge", [{}]).plan(str(tmp_path / "td")))))
+    message = str(info.value)
+    assert "can never start" in message and "PartitionConfig" in message, message
+    assert f"--cpus-per-task={node_cpus + 1}" in message and "--slurm_cpus_per_task" in message
+    job_id = backend._jobs[0].status.job_id
+    state = subprocess.run(["scontrol", "show", "job", "-o", job_id], capture_output=True, text=True).stdout
+    assert "JobState=CANCELLED" in state or not state.strip()  # cancelled (or already purged)
 
 
 def test_a_job_killed_at_its_time_limit_is_reported_as_timeout(slurm_cluster, tmp_path) -> None:

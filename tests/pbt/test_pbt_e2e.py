@@ -181,7 +181,7 @@ def test_task_parameter_changes_restart_the_member_with_the_new_value(restart_po
     events = w.read_lineage()
     # only a task parameter mutates, always (rate 1): every exploit restarts its member with os.execv ...
     exploits = [e for e in events if e["event"] == "exploit"]
-    assert exploits and all(e["mode"] == "restart" and e["changed"] == ["task.env.maxEffort"] for e in exploits)
+    assert exploits and all(e["mode"] == "restart" and e["changed"] == ["task.env.maxEpisodeLength"] for e in exploits)
     decisions = [e for e in events if e.get("mode") == "restart" and e["event"] in ("exploit", "mutate")]
     restarts = [e for e in events if e["event"] == "restart"]
     # ... every decision is followed by the member coming back, with a measured latency ...
@@ -194,7 +194,7 @@ def test_task_parameter_changes_restart_the_member_with_the_new_value(restart_po
         assert after, decision
         assert after[0].params == decision["new_params"]
         assert after[0].restarts >= 1
-        assert any(o.startswith("task.env.maxEffort=") for o in after[0].overrides)
+        assert any(o.startswith("task.env.maxEpisodeLength=") for o in after[0].overrides)
         if decision["event"] == "exploit":
             assert after[0].parent == {"member": decision["source"], "iteration": decision["source_iteration"]}
     for i in range(3):

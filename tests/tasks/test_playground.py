@@ -295,3 +295,22 @@ def test_playground_pbt_population_commands():
     assert desc.run_name == "playground_cheetahrun_pbt"
     (experiment,) = desc.experiments
     assert "num_envs=256" in experiment.cmd
+
+
+def test_reward_scale_is_live_and_leaves_the_objective_unscaled(task):
+    task.reset()
+    first_objective = task.step(torch.full((NUM_ENVS, 1), 0.3))[3]["true_objective"].clone()
+    assert set(task.live_params) == {"reward_scale"}
+    task.set_live({"reward_scale": 2.5})
+    try:
+        _, rew, _, extras = task.step(torch.full((NUM_ENVS, 1), 0.3))
+        raw = torch.from_dlpack(task.last_jax_outputs["scalars"])[0]  # Playground's own reward
+        assert rew.min() > 0 and torch.equal(rew, raw * 2.5)  # the very next step pays 2.5x
+        # the objective (the episode's running reward total) keeps counting Playground's unscaled reward
+        torch.testing.assert_close(extras["true_objective"], first_objective + raw)
+        with pytest.raises(ConfigError, match="reward_scale"):
+            task.set_live({"reward_scale": -1.0})
+        with pytest.raises(ConfigError, match="live: \\['reward_scale'\\]"):
+            task.set_live({"episode_length": 10})
+    finally:
+        task.set_live({"reward_scale": 1.0})

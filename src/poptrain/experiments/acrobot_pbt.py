@@ -13,6 +13,9 @@ members 1..3 mutate their initial hyperparameters once at their first start.
         --pause_between 0
     poptrain status train_dir/acrobot_pbt/acrobot
 
+On a machine that fits fewer members than the population, time-slice them: ``--slots 2 --max_parallel 2``
+runs the 4 members in 2 processes, 2 members each, switching every PBT interval (poptrain.pbt.slots).
+
 ``scripts/pbt_vs_fixed.py`` compares this population with the same number of fixed-default runs.
 """
 

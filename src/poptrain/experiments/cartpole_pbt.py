@@ -3,8 +3,8 @@
 Every member is an ordinary ``poptrain.train`` process with ``pbt=pbt_default pbt.policy_idx=<i>``; all members
 of the experiment share ``train_dir=<train_dir>/cartpole_pbt/cartpole`` and so one workspace,
 ``<train_dir>/cartpole_pbt/cartpole/pbt_workspace``. The mutation set ``cartpole_env`` mixes hyperparameters
-that change in a running member (learning rate, entropy coefficient, e_clip: hot swap) with a task parameter
-(``task.env.maxEffort``: a change restarts the member with os.execv).
+(learning rate, entropy coefficient, e_clip) with a task parameter (``task.env.maxEffort``); all of them change
+in a running member (hot swap), so the population runs with zero restarts.
 
 Local processes — every member must run at the same time, so ``--max_parallel`` >= the population::
 
@@ -16,7 +16,7 @@ Local processes — every member must run at the same time, so ``--max_parallel`
 SLURM (one 1-CPU job per member; the workspace must be on a filesystem every node sees)::
 
     poptrain-launch --run poptrain.experiments.cartpole_pbt --backend slurm --slurm_gpus_per_job 0 \\
-        --slurm_cpus_per_gpu 1 --slurm_workdir ./slurm_workdir --slurm_requeue
+        --slurm_workdir ./slurm_workdir --slurm_requeue
 
 NGC (print the job commands)::
 

@@ -17,7 +17,7 @@ SLURM (CPU-only jobs of 1 CPU; ``--slurm_wait`` stays and shows the job states; 
 comes from ``bash scripts/slurm-local.sh start``)::
 
     poptrain-launch --run poptrain.experiments.cartpole_sweep --backend slurm --slurm_gpus_per_job 0 \\
-        --slurm_cpus_per_gpu 1 --slurm_workdir ./slurm_workdir --slurm_wait
+        --slurm_workdir ./slurm_workdir --slurm_wait
 
 NVIDIA GPU Cloud (print the ``ngc batch run`` commands; drop ``--ngc_print_only`` to submit)::
 

@@ -2,7 +2,7 @@
 
     poptrain-launch --run poptrain.experiments.cartpole_sweep --backend processes --max_parallel 2
     poptrain-launch --run poptrain.experiments.cartpole_sweep --backend slurm --slurm_gpus_per_job 0 \\
-        --slurm_cpus_per_gpu 1 --slurm_wait
+        --slurm_wait
     poptrain-launch --run poptrain.experiments.cartpole_sweep --backend ngc --ngc_print_only
 
 Exit codes: 0 all experiments succeeded (or were submitted / printed); 1 an experiment failed or could not
@@ -25,7 +25,14 @@ from types import FrameType
 from typing import Any
 
 from poptrain.errors import PoptrainError
-from poptrain.launcher.backends import BACKEND_NAMES, Backend, JobState, JobStatus, backend_classes
+from poptrain.launcher.backends import (
+    BACKEND_NAMES,
+    Backend,
+    JobState,
+    JobStatus,
+    add_bool_flag,
+    backend_classes,
+)
 from poptrain.launcher.run_description import RunDescription
 
 log = logging.getLogger(__name__)
@@ -43,10 +50,13 @@ def _common_args(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--train_dir", default="./train_dir", help="root of every experiment's output")
     parser.add_argument(
-        "--pause_between", type=float, default=1.0, help="seconds between two process launches"
+        "--pause_between",
+        type=float,
+        default=1.0,
+        help="seconds between two launches / submissions (every backend)",
     )
     parser.add_argument("--experiment_suffix", default="", help="appended to every experiment folder name")
-    parser.add_argument("--dry_run", action="store_true", help="list what would run; start and write nothing")
+    add_bool_flag(parser, "--dry_run", "list what would run; start and write nothing")
 
 
 def launcher_argparser(args: Sequence[str]) -> argparse.ArgumentParser:

@@ -106,31 +106,57 @@ class ParamGrid(ParamGenerator):
     """The cartesian product of ``[(name, values), ...]``.
 
     Order is deterministic: the FIRST parameter changes slowest, the last fastest (``itertools.product``).
+    A name may be a tuple of names whose values vary together (IsaacGymEnvs' grid): every value is then a
+    sequence with one entry per name, ``(("pbt.policy_idx", "seed"), ([0, 1], [1, 2]))`` yields
+    ``{pbt.policy_idx: 0, seed: 1}`` and ``{pbt.policy_idx: 1, seed: 2}``.
     """
 
     def __init__(self, grid_tuples: Iterable[tuple[str, Sequence[Any]]], seed: int | None = None):
-        self.grid: list[tuple[str, list[Any]]] = []
+        self.grid: list[tuple[str | tuple[str, ...], list[Any]]] = []
         seen: set[str] = set()
         for entry in grid_tuples:
             if not (isinstance(entry, tuple | list) and len(entry) == 2):
                 raise ConfigError(f"ParamGrid entry {entry!r} is invalid; valid: a (name, [values...]) pair")
-            name, values = entry
-            _check_param_name(name)
-            if name in seen:
-                raise ConfigError(f"ParamGrid parameter {name!r} appears twice; valid: each name once")
-            if isinstance(values, str | bytes) or not isinstance(values, Sequence) or len(values) == 0:
+            key, values = entry
+            names = tuple(key) if isinstance(key, tuple | list) else (key,)
+            if not names:
                 raise ConfigError(
-                    f"ParamGrid values for {name!r} are {values!r}; valid: a non-empty list of values"
+                    f"ParamGrid entry {entry!r} names no parameter; valid: a name or a tuple of names"
                 )
-            seen.add(name)
-            self.grid.append((name, list(values)))
+            for name in names:
+                _check_param_name(name)
+                if name in seen:
+                    raise ConfigError(f"ParamGrid parameter {name!r} appears twice; valid: each name once")
+                seen.add(name)
+            value_list = _as_value_list(values)
+            if value_list is None or len(value_list) == 0:
+                raise ConfigError(
+                    f"ParamGrid values for {key!r} are {values!r}; valid: a non-empty list of values"
+                )
+            if isinstance(key, tuple | list):
+                for value in value_list:
+                    row = _as_value_list(value)
+                    if row is None or len(row) != len(names):
+                        raise ConfigError(
+                            f"ParamGrid value {value!r} for {tuple(names)!r}: valid: a sequence of {len(names)} "
+                            "values, one per name (they vary together)"
+                        )
+                self.grid.append((tuple(names), value_list))
+            else:
+                self.grid.append((names[0], value_list))
         self.seed = seed
 
     def generate_params(self, randomize: bool = False) -> Iterator[dict[str, Any]]:
-        names = [name for name, _ in self.grid]
-        combos = [
-            dict(zip(names, values, strict=True)) for values in itertools.product(*(v for _, v in self.grid))
-        ]
+        keys = [key for key, _ in self.grid]
+        combos = []
+        for values in itertools.product(*(v for _, v in self.grid)):
+            combo: dict[str, Any] = {}
+            for key, value in zip(keys, values, strict=True):
+                if isinstance(key, tuple):  # names that vary together take one entry each
+                    combo.update(zip(key, _as_value_list(value) or [], strict=True))
+                else:
+                    combo[key] = value
+            combos.append(combo)
         if not self.grid:
             combos = []
         if randomize:
@@ -138,15 +164,41 @@ class ParamGrid(ParamGenerator):
         yield from combos
 
 
+def _is_numpy(value: Any) -> bool:
+    return type(value).__module__ == "numpy"
+
+
+def _as_value_list(values: Any) -> list[Any] | None:
+    """A list of values from a list/tuple/range or a numpy array (its elements stay numpy scalars); else None."""
+    if _is_numpy(values) and getattr(values, "ndim", 0) >= 1:
+        return list(values)
+    if isinstance(values, str | bytes | Mapping) or not isinstance(values, Sequence):
+        return None
+    return list(values)
+
+
 # ---- values and names -------------------------------------------------------------------------------
 def format_value(value: Any) -> str:
     """The text of one parameter value on the command line (Hydra and argparse both read it back).
 
     Strings are passed verbatim; bools as ``True``/``False``; numbers with ``repr`` (``1e-05``, ``-3``);
-    lists/tuples as ``[a,b]`` (Hydra list syntax); None as ``null``.
+    lists/tuples as ``[a,b]`` (Hydra list syntax); None as ``null``. numpy values render as plain numbers:
+    scalars as the shortest text that reads back to the same value in their precision (``np.float32(0.1)``
+    -> ``0.1``, never ``np.float64(0.1)``, which ``repr`` gives under numpy 2), arrays as lists.
     """
     if isinstance(value, str):
         return value
+    if _is_numpy(value):
+        if getattr(value, "ndim", 0) >= 1:
+            return "[" + ",".join(format_value(v) for v in value) + "]"
+        kind = getattr(getattr(value, "dtype", None), "kind", "")
+        if kind == "b":
+            return "True" if bool(value) else "False"
+        if kind in "iu":
+            return str(int(value))
+        if kind == "f":
+            return str(value)  # numpy's own shortest round-trip text for its precision
+        return format_value(value.item()) if hasattr(value, "item") else str(value)
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -159,7 +211,7 @@ def format_value(value: Any) -> str:
 
 
 def _name_value(value: Any) -> str:
-    if isinstance(value, list | tuple):
+    if isinstance(value, list | tuple) or (_is_numpy(value) and getattr(value, "ndim", 0) >= 1):
         text = "-".join(format_value(v) for v in value)
     else:
         text = format_value(value)

@@ -40,9 +40,9 @@ from poptrain.checkpoints import atomic_torch_save
 from poptrain.errors import ConfigError, WorkspaceError
 from poptrain.pbt import live, search
 from poptrain.pbt.mutation import mutate
-from poptrain.pbt.params import PbtParams
+from poptrain.pbt.params import PbtParams, rule_choice
 from poptrain.pbt.restart import pop_restart_state, restart_argv, restart_process
-from poptrain.pbt.selection import candidates_from_metas, decide
+from poptrain.pbt.selection import candidates_from_metas, decide, population_counts
 from poptrain.pbt.selection import rank as rank_candidates
 from poptrain.pbt.workspace import MemberMeta, Workspace
 
@@ -75,14 +75,21 @@ def current_overrides() -> list[str]:
         from hydra.core.hydra_config import HydraConfig
 
         if HydraConfig.initialized():
-            return list(HydraConfig.get().overrides.task)
+            overrides = HydraConfig.get().overrides
+            # hydra.run.dir places a relative train_dir (train.resolve_run_dir): a restart must keep it
+            run_dir = [o for o in overrides.hydra if str(o).startswith("hydra.run.dir=")]
+            return [*overrides.task, *run_dir]
     except Exception:  # noqa: BLE001 - no Hydra context
         pass
     return []
 
 
 def workspace_for(cfg: DictConfig, params: PbtParams) -> Workspace:
-    return Workspace(params.workspace_root(str(cfg.train_dir)), stale_after_s=float(params.stale_after_s))
+    return Workspace(
+        params.workspace_root(str(cfg.train_dir)),
+        stale_after_s=float(params.stale_after_s),
+        stale_interval_factor=float(params.stale_interval_factor),
+    )
 
 
 def apply_params(cfg: DictConfig, values: Mapping[str, Any]) -> None:
@@ -149,7 +156,7 @@ def initial_pbt_check(cfg: DictConfig) -> StartInfo:
     earlier = [e for e in ws.read_lineage() if e.get("member") == member and e.get("event") == "mutate"]
     if earlier:  # crashed before its first checkpoint: re-apply the initial mutation, never draw a new one
         apply_params(cfg, {k: v for k, v in earlier[-1].get("new_params", {}).items() if k in keys})
-    elif member != 0 and keys:
+    elif keys and _mutates_initially(params.initial_mutation, member):
         old = params.initial_params(cfg)
         if params.initial == "sample":  # issue 14: a Latin hypercube row of the priors (pbt/priors.py)
             new, mode = search.initial_values(params, old, search.dead_set(params, cfg)), "initial_sample"
@@ -166,6 +173,11 @@ def initial_pbt_check(cfg: DictConfig) -> StartInfo:
             old_params=old, new_params=new, changed=changed, mode=mode,
         )
     return _START
+
+
+def _mutates_initially(mode: str, member: int) -> bool:
+    """pbt.initial_mutation: except_first (ours), all (IGE), none (Isaac Lab)."""
+    return mode == "all" or (mode == "except_first" and member != 0)
 
 
 def _plain(value: Any) -> Any:
@@ -202,6 +214,9 @@ class PbtAlgoObserver(AlgoObserver):
         self.keys = list(self.p.mutation)
         self.dead = search.dead_set(self.p, cfg)  # keys the training loop overwrites: never re-applied live
         self.params = self.p.initial_params(cfg)
+        _, why = rule_choice(cfg.pbt)
+        log.info("PBT member %d: replace_rule=%s (%s)", self.member, self.p.replace_rule, why)
+        self.changed_at_frame: int | None = None  # frames at the last (re)start, exploit or own mutation
         self.overrides = current_overrides()
         start = _START
         self.iteration, self.restarts, self.exploits = start.iteration, start.restarts, start.exploits
@@ -217,6 +232,14 @@ class PbtAlgoObserver(AlgoObserver):
         self._process_s0 = float(start.process_s)
         self._t_init = time.perf_counter()
         self.last_objective = math.nan
+        # Wall clock of every PBT decision and metadata time stamp (a test injects a fake one: staleness is
+        # judged on wall time, and intervals that take hours must not need hours of test time).
+        self.clock = time.time
+        self._t_init_wall = self.clock()
+        self._last_write: float | None = None  # wall time of this process' previous metadata write
+        self.interval_s = 0.0  # wall seconds of this member's last PBT interval (written as extra.interval_s)
+        self.waiting = 0  # PBT iterations in a row where no decision was possible (too few valid members)
+        self.waiting_counts: dict[str, int] = {}
         # Until this process has its own finished episodes, the objective is the one its weights came with
         # (the leader's after an exploit, the saved one after a restart/resume): episodes can be longer
         # than an interval, and an empty window must not read as "unknown" (NaN never ranks).
@@ -225,6 +248,7 @@ class PbtAlgoObserver(AlgoObserver):
     # ---- rl_games hooks --------------------------------------------------------------------------
     def after_init(self, algo: Any) -> None:
         self._t_init = time.perf_counter()
+        self._t_init_wall = self.clock()
         self.algo = algo
         self.writer = getattr(algo, "writer", None)
         # The window holds at least one finished episode per env: when a whole batch ends on the same step
@@ -247,6 +271,8 @@ class PbtAlgoObserver(AlgoObserver):
         self._flush_pending()
         frames = int(self.algo.frame)
         interval = int(self.p.interval_steps)
+        if self.changed_at_frame is None:
+            self.changed_at_frame = frames  # this process' start (fresh, restart or resume)
         if self.next_frame is None:
             # first epoch of this process (fresh, or restored at a later frame count): next mark strictly ahead
             self.next_frame = max(int(self.p.start_after), (frames // interval + 1) * interval)
@@ -313,7 +339,7 @@ class PbtAlgoObserver(AlgoObserver):
             checkpoint=f"{self.iteration:06d}.pth",
             experiment=str(self.algo.experiment_name),
             experiment_dir=str(self.algo.experiment_dir),
-            time=time.time(),
+            time=self.clock(),
             num_policies=int(self.p.num_policies),
             parent=self.parent,
             restarts=self.restarts,
@@ -325,6 +351,11 @@ class PbtAlgoObserver(AlgoObserver):
                 "nonfinite_objectives": self._nonfinite,
                 "bookkeeping_s": round(self.bookkeeping_s, 6),
                 "process_s": round(self.process_s(), 6),
+                "interval_s": round(self.interval_s, 3),
+                # iterations in a row without a possible decision, as of the previous iteration (poptrain status)
+                "waiting": {
+                    "iterations": self.waiting, "warn_after": int(self.p.waiting_warn_after), **self.waiting_counts
+                },
             },
         )
 
@@ -339,10 +370,12 @@ class PbtAlgoObserver(AlgoObserver):
                 f"(grace period pbt.objective_grace_steps={grace}); {self._nonfinite} non-finite values seen"
             )
         self.iteration += 1
+        self.interval_s = self._interval_duration()
         self.ws.write_checkpoint(self._meta(frames, objective), self._state())
 
-        now = time.time()
-        population = self.ws.read_population(now=now)
+        now = self.clock()
+        self._last_write = now
+        population = self.ws.read_population(now=now, include_stale=True)  # selection judges staleness
         candidates = candidates_from_metas(population.values(), now)
         ranked = rank_candidates(candidates, self.p)
         rank = next((i for i, c in enumerate(ranked) if c.member == self.member), -1)
@@ -351,10 +384,11 @@ class PbtAlgoObserver(AlgoObserver):
         self._scalar("pbt/restarts", self.restarts, frames)
         self._scalar("pbt/exploits", self.exploits, frames)
 
-        if frames < int(self.p.initial_delay) or self._budget_spent(frames):
+        if frames < int(self.p.initial_delay) or self._budget_spent(frames) or self._settling(frames):
             self.ws.cleanup(self.member, keep_last=int(self.p.keep_checkpoints))
             return
         decision = decide(self.member, candidates, self.p, _rng(self.cfg, self.member, "decide", self.iteration))
+        self._track_waiting(decision.waiting, population_counts(candidates, self.p), frames)
         decision = search.noise_gate(decision, self.member, population, self.p)
         log.info(
             "PBT member %d iteration %d frames %d objective %.3f rank %d/%d: %s %s",
@@ -365,6 +399,48 @@ class PbtAlgoObserver(AlgoObserver):
         elif decision.action == "mutate":
             self._mutate_own(frames)
         self.ws.cleanup(self.member, keep_last=int(self.p.keep_checkpoints))
+
+    def _interval_duration(self) -> float:
+        """Wall seconds since this member's previous metadata write (across an os.execv restart: the
+        workspace's newest metadata of this member), else since this process started training (a fresh start,
+        or a resume after a crash / requeue, whose downtime is no part of the member's pace)."""
+        now = self.clock()
+        if self._last_write is not None:
+            return max(0.0, now - self._last_write)
+        previous = self.ws.latest(self.member) if self._start.kind == "restart" else None
+        if previous is not None and previous.time <= now:
+            return now - previous.time
+        return max(0.0, now - self._t_init_wall)
+
+    def _track_waiting(self, waiting: bool, counts: dict[str, int], frames: int) -> None:
+        """Count iterations without a possible decision; say so once every ``waiting_warn_after`` of them."""
+        self.waiting = self.waiting + 1 if waiting else 0
+        self.waiting_counts = dict(counts) if waiting else {}
+        self._scalar("pbt/waiting_iterations", self.waiting, frames)
+        self._scalar("pbt/valid_members", counts["valid"], frames)
+        every = int(self.p.waiting_warn_after)
+        if self.waiting and self.waiting % every == 0:
+            log.warning(
+                "PBT member %d: no PBT decision possible for %d iterations in a row: %d of %d members valid, "
+                "%d missing (not started or not yet past start_after), %d stale (older than "
+                "max(stale_after_s=%g, %g x own interval)), %d without an objective yet",
+                self.member, self.waiting, counts["valid"], int(self.p.num_policies), counts["missing"],
+                counts["stale"], float(self.p.stale_after_s), float(self.p.stale_interval_factor),
+                counts["no_objective"],
+            )
+
+    def _settling(self, frames: int) -> bool:
+        """start_after_mode=since_change: fewer than start_after frames since the last change (IGE)."""
+        if self.p.start_after_mode != "since_change" or self.changed_at_frame is None:
+            return False
+        since = frames - self.changed_at_frame
+        if since < int(self.p.start_after):
+            log.info(
+                "PBT member %d: settling, %d frames since its last (re)start/exploit < start_after=%d; no decision",
+                self.member, since, int(self.p.start_after),
+            )
+            return True
+        return False
 
     def _budget_spent(self, frames: int) -> bool:
         """True on the member's last epoch: a copy or restart there would only waste the remaining budget."""
@@ -387,10 +463,15 @@ class PbtAlgoObserver(AlgoObserver):
             log.warning("PBT member %d: cannot copy leader %d (%s); keeping own weights", self.member, leader.member, exc)
             return
         old = dict(self.params)
-        new, changed = self._mutated(leader.params, "exploit")
+        base = leader.params
+        if self.p.exploit_params == "mixed":  # IGE: the leader's or its own params, probability 1/2 each
+            if _rng(self.cfg, self.member, "exploit_base", self.iteration).random() >= 0.5:
+                base = old
+        new, changed = self._mutated(base, "exploit")
         differs = sorted(k for k in new if new[k] != old.get(k))
         state["epoch"], state["frame"] = int(self.algo.epoch_num), int(self.algo.frame)  # keep own counters
         self.exploits += 1
+        self.changed_at_frame = frames
         self.parent = {"member": leader.member, "iteration": leader.iteration}
         hot = live.all_live(differs, self.algo)
         event = dict(
@@ -406,8 +487,10 @@ class PbtAlgoObserver(AlgoObserver):
             # (except keys the training loop overwrites: issue 14, search.dead_set)
             live.apply_live(self.algo, {k: v for k, v in new.items() if live.is_live(k, self.algo) and k not in self.dead})
             self.params = new
+            # what the running agent and env now use (task keys read back from the task itself)
+            applied = live.read_live(self.algo, differs)
             self.ws.append_lineage("exploit", self.member, mode="hot_swap",
-                                   latency_s=time.time() - decision_time, **event)
+                                   latency_s=time.time() - decision_time, applied=applied, **event)
             return
         self.ws.append_lineage("exploit", self.member, mode="restart", **event)
         self._restart(new, state, decision_time, "exploit", float(leader.objective))
@@ -418,12 +501,14 @@ class PbtAlgoObserver(AlgoObserver):
         new, changed = self._mutated(old, "mutate")
         if not changed:
             return
+        self.changed_at_frame = frames
         event = dict(source=None, source_iteration=None, iteration=self.iteration, frames=frames,
                      old_params=old, new_params=new, changed=changed)
         if live.all_live(changed, self.algo):
             live.apply_live(self.algo, {k: new[k] for k in changed})
             self.params = new
-            self.ws.append_lineage("mutate", self.member, mode="hot_swap", **event)
+            self.ws.append_lineage("mutate", self.member, mode="hot_swap",
+                                   applied=live.read_live(self.algo, changed), **event)
             return
         self.ws.append_lineage("mutate", self.member, mode="restart", **event)
         self._restart(new, self._state(), decision_time, "mutate", self.objective())

@@ -8,6 +8,15 @@ trains 16,384 frames per epoch); each field's comment names the anchor and the a
 ``change_min``/``change_max`` when set (not null); the validated object always carries the effective pair in
 ``change_min``/``change_max`` and ``change_range`` echoes it.
 
+How the replacement rule is chosen (``rule_choice``): ``replace_rule`` when the block sets it; otherwise an
+Isaac Lab-style block (it sets ``threshold_std`` or ``threshold_abs`` and none of IGE's ``replace_fraction_*`` /
+``replace_threshold_frac_*``, or it spells mutation keys ``agent.params.config.*``) gets Isaac Lab's
+``threshold`` rule, anything else ``fraction``. The member logs the rule and the reason at start, so a pasted
+block never has its thresholds silently ignored. Presets: ``pbt=isaaclab`` and ``pbt=isaacgymenvs``.
+
+Isaac Lab spells the rl_games agent config ``agent.params.config.*`` (it flattens ``{"agent": params}``); here
+it is ``train.params.config.*``: mutation keys starting with ``agent.`` are accepted as aliases of ``train.``.
+
 Workspace folder: an absolute ``workspace`` is used as is (members on several machines share it); otherwise it
 lies under ``directory`` when that is set (Isaac Lab), else under the run's ``train_dir``.
 """
@@ -25,6 +34,16 @@ from poptrain.errors import ConfigError
 from poptrain.pbt.mutation import MutationSpec, parse_spec
 
 REPLACE_RULES = ("fraction", "threshold", "quantile")
+EXPLOIT_PARAMS = ("leader", "mixed")
+INITIAL_MUTATION = ("except_first", "all", "none")
+START_AFTER_MODES = ("absolute", "since_change")
+_IGE_RULE_KEYS = (
+    "replace_fraction_worst",
+    "replace_fraction_best",
+    "replace_threshold_frac_std",
+    "replace_threshold_frac_absolute",
+)
+_IL_AGENT_PREFIX, _OUR_AGENT_PREFIX = "agent.", "train."
 _MISSING = object()
 
 
@@ -42,13 +61,20 @@ class PbtParams:
     interval_steps: int = (
         163_840  # IGE/ILab: env frames between PBT iterations (IGE 10M, ILab 100k; ours 10 epochs)
     )
-    start_after: int = 163_840  # IGE: frames after a (re)start before this member may be replaced (IGE 10M)
+    # IGE: frames before this member may be replaced (IGE 10M); counted per start_after_mode
+    start_after: int = 163_840
+    # absolute (ours): no PBT iteration before the member's frame counter reaches start_after;
+    # since_change (IGE pbt.py, env_frames - initial_env_frames < start_after_steps): no replacement until
+    # start_after frames after its last (re)start, exploit or own mutation, so a freshly replaced member settles
+    start_after_mode: str = "absolute"
     initial_delay: int = 327_680  # IGE: total frames before any replacement happens (IGE 20M)
     replace_fraction_worst: float = 0.125  # IGE: worst ceil(frac*N) members are underperformers (IGE 0.125)
     replace_fraction_best: float = 0.3  # IGE: a leader is drawn from the best ceil(frac*N) (IGE 0.3)
     replace_threshold_frac_std: float = 0.5  # IGE: exploit only if lead > frac * population std (IGE 0.5)
     replace_threshold_frac_absolute: float = 0.05  # IGE: ... and lead > frac * |leader objective| (IGE 0.05)
-    mutation_rate: float = 0.8  # IGE/ILab: per-parameter mutation probability (IGE 0.8, ILab 0.25)
+    # IGE/ILab: per-parameter mutation probability (IGE 0.15, ILab 0.25); ours 0.8 so that a population of
+    # 4-8 CPU members, which exploits a few times per run, explores more than one parameter per exploit
+    mutation_rate: float = 0.8
     change_min: float = 1.1  # IGE: smallest multiplicative change factor (IGE 1.1)
     change_max: float = 1.5  # IGE: largest multiplicative change factor (IGE 1.5)
     change_range: tuple[float, float] | None = None  # ILab: [min, max] factor range; overrides change_min/max
@@ -58,14 +84,30 @@ class PbtParams:
     )
     threshold_std: float = 0.10  # ILab: k in mean +- k*std cuts of the threshold rule (ILab 0.10)
     threshold_abs: float = 0.05  # ILab: A in mean +- A cuts of the threshold rule (ILab 0.05)
-    replace_rule: str = "fraction"  # ours: fraction (IGE) | threshold (ILab) | quantile (Ray)
+    replace_rule: str = "fraction"  # ours: fraction (IGE) | threshold (ILab) | quantile (Ray); rule_choice
+    # on exploit: leader (ours, ILab) mutates the leader's params; mixed (IGE pbt.py) starts from the leader's or
+    # the member's own params with probability 1/2 each, then mutates
+    exploit_params: str = "leader"
+    # first start: except_first (ours: members 1..N-1 mutate, member 0 keeps the config as a control);
+    # all (IGE initial_pbt_check: every member mutates); none (ILab: nobody mutates at start)
+    initial_mutation: str = "except_first"
     quantile_fraction: float = 0.25  # Ray: bottom/top quantile size for replace_rule=quantile (Ray 0.25)
-    stale_after_s: float = 600.0  # ours: a member whose newest metadata is older than this counts as absent
+    stale_after_s: float = 600.0  # ours: floor of the staleness limit (see stale_interval_factor)
+    # ours: a member counts as absent only when its newest metadata is older than
+    # max(stale_after_s, stale_interval_factor x its own last interval duration); 3 = two missed writes of slack,
+    # so a population whose intervals take an hour (IGE: 10-20 M frames per interval) is judged like one whose
+    # intervals take seconds; 0 = wall clock only (stale_after_s alone, the rule before this field existed)
+    stale_interval_factor: float = 3.0
+    # ours: after this many PBT iterations in a row without a possible decision (too few valid peers: missing,
+    # stale, no objective yet) the member logs one warning with the counts (and again every as many iterations)
+    waiting_warn_after: int = 3
     objective_window: int = (
         100  # ours: finished episodes averaged into the objective, at least num_envs (the observer grows it)
     )
     objective_grace_steps: int = 500_000  # ours: frames after which a never-finite objective is an error
     keep_checkpoints: int = 3  # ours: newest .pth files kept per member (plus any still referenced)
+    # IGE: single-policy debug mode; accepted so IGE's pbt yaml loads unchanged, only False is supported
+    dbg_mode: bool = False
     # -- search (issue 14: poptrain.pbt.explore / priors / noise / pb2) --------------------------------------
     explore: str = "mutate"  # ours: mutate (legacy operators) | perturb | resample | pb2 (see pbt/explore.py)
     resample_probability: float = 0.25  # Ray: perturb resamples a key from its prior with this probability
@@ -158,6 +200,12 @@ class PbtParams:
 
         # -- scalar fields ----------------------------------------------------------------------------------
         boolean("enabled")
+        boolean("dbg_mode")
+        if values["dbg_mode"]:
+            problems.append(
+                "pbt.dbg_mode=True: IGE's single-policy debug mode is not supported; valid: False "
+                "(a population of one is num_policies=1)"
+            )
         integer("num_policies", lo=1)
         n = values["num_policies"]
         integer("policy_idx", lo=0, hi=max(n - 1, 0), what=f" in 0..{n - 1} (num_policies={n})")
@@ -178,13 +226,23 @@ class PbtParams:
         number("change_min", 0.0, lo_open=True)
         number("change_max", 0.0, lo_open=True)
         string("objective")
-        v = get("replace_rule")
-        if v not in REPLACE_RULES:
-            problems.append(f"pbt.replace_rule={v!r}: expected one of {', '.join(REPLACE_RULES)}")
-            v = "fraction"
-        values["replace_rule"] = v
+        if "replace_rule" not in raw:
+            raw["replace_rule"] = rule_choice(raw)[0]
+        for name, choices in (
+            ("replace_rule", REPLACE_RULES),
+            ("exploit_params", EXPLOIT_PARAMS),
+            ("initial_mutation", INITIAL_MUTATION),
+            ("start_after_mode", START_AFTER_MODES),
+        ):
+            v = get(name)
+            if v not in choices:
+                problems.append(f"pbt.{name}={v!r}: expected one of {', '.join(choices)}")
+                v = fields[name].default
+            values[name] = v
         number("quantile_fraction", 0.0, 0.5, lo_open=True)
         number("stale_after_s", 0.0, lo_open=True)
+        number("stale_interval_factor", 0.0)
+        integer("waiting_warn_after", lo=1)
         integer("objective_window", lo=1)
         integer("objective_grace_steps", lo=0)
         integer("keep_checkpoints", lo=1)
@@ -215,12 +273,17 @@ class PbtParams:
                 f"pbt.mutation={_show(mspec)}: expected a mapping of dotted config key -> operator"
             )
             mspec = {}
-        for key, value in mspec.items():
-            spec, errs = parse_spec(str(key), value)
+        for raw_key, value in mspec.items():
+            key = canonical_key(str(raw_key))
+            if key in specs:
+                problems.append(
+                    f"pbt.mutation key {str(raw_key)!r} repeats {key!r} (agent.* aliases train.*)"
+                )
+            spec, errs = parse_spec(key, value)
             problems += [f"pbt.{e}" for e in errs]
             if spec is None:
                 continue
-            specs[str(key)] = spec
+            specs[key] = spec
             if full_cfg is not None:
                 found = lookup(full_cfg, str(key))
                 if found is _MISSING:
@@ -257,6 +320,29 @@ class PbtParams:
 # ----------------------------------------------------------------------------------------------------------
 # helpers
 # ----------------------------------------------------------------------------------------------------------
+def canonical_key(key: str) -> str:
+    """Isaac Lab's ``agent.params.config.x`` -> ``train.params.config.x``; any other key unchanged."""
+    if key.startswith(_IL_AGENT_PREFIX):
+        return _OUR_AGENT_PREFIX + key[len(_IL_AGENT_PREFIX) :]
+    return key
+
+
+def rule_choice(pbt_cfg: Mapping[str, Any]) -> tuple[str, str]:
+    """(replace_rule, why): the block's own ``replace_rule``, else Isaac Lab's for an IL-style block, else IGE's."""
+    raw = dict(pbt_cfg.items()) if isinstance(pbt_cfg, Mapping) else {}
+    if "replace_rule" in raw:
+        return str(raw["replace_rule"]), "pbt.replace_rule is set"
+    mutation = raw.get("mutation")
+    agent_keys = isinstance(mutation, Mapping) and any(str(k).startswith(_IL_AGENT_PREFIX) for k in mutation)
+    thresholds = [k for k in ("threshold_std", "threshold_abs") if k in raw]
+    ige_keys = [k for k in _IGE_RULE_KEYS if k in raw]
+    if thresholds and not ige_keys:
+        return "threshold", f"Isaac Lab-style block: it sets {', '.join(thresholds)} and no IGE replace_* key"
+    if agent_keys and not ige_keys:
+        return "threshold", "Isaac Lab-style block: mutation keys are spelled agent.params.config.*"
+    return "fraction", "default (IsaacGymEnvs' rule); set pbt.replace_rule to choose"
+
+
 def lookup(cfg: Any, dotted: str) -> Any:
     """Value at ``a.b.c`` in nested mappings (OmegaConf DictConfig included); ``_MISSING`` when absent."""
     node = cfg

@@ -1,6 +1,8 @@
 """PURE PBT decisions: from the population table to keep / mutate / exploit for one member. No I/O.
 
-Valid candidates: a finite objective and ``age_s <= stale_after_s``. NaN objectives, stale members and
+Valid candidates: a finite objective and ``age_s <= max(stale_after_s, stale_interval_factor * interval_s)``
+(``interval_s``: the member's own last interval duration, so staleness follows each member's pace: with
+hour-long intervals a peer written 40 minutes ago is on time, not stale). NaN objectives, stale members and
 members absent from the table never rank as leaders. Ranking is best-first by objective; ties go to the
 lower member index, so every decision is deterministic given the injected ``rng`` (used only to draw a leader).
 
@@ -46,6 +48,7 @@ class Candidate:
     iteration: int  # the member's PBT iteration
     frames: int  # the member's own frame counter
     age_s: float = 0.0  # seconds since its metadata was written
+    interval_s: float = 0.0  # wall seconds of the member's own last PBT interval (0 = unknown)
 
 
 @dataclass(frozen=True)
@@ -55,18 +58,55 @@ class Decision:
     action: Action  # keep | mutate (own weights, new params) | exploit (leader's weights, new params)
     leader: int | None  # the member to copy from (exploit only)
     reason: str  # one human-readable line with the numbers behind the decision
+    waiting: bool = False  # True when no decision was possible (too few valid members, own objective unknown)
+
+
+def interval_of(meta: Any) -> float:
+    """``extra["interval_s"]`` of a MemberMeta-like object; 0.0 when absent or not a finite number >= 0."""
+    extra = getattr(meta, "extra", None)
+    value = extra.get("interval_s") if isinstance(extra, dict) else None
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value < 0
+    ):
+        return 0.0
+    return float(value)
 
 
 def candidates_from_metas(metas: Iterable[Any], now: float) -> list[Candidate]:
-    """Candidates from MemberMeta-like objects (member, objective, iteration, frames, time)."""
+    """Candidates from MemberMeta-like objects (member, objective, iteration, frames, time, extra)."""
     return [
-        Candidate(m.member, float(m.objective), m.iteration, m.frames, max(0.0, now - m.time)) for m in metas
+        Candidate(m.member, float(m.objective), m.iteration, m.frames, max(0.0, now - m.time), interval_of(m))
+        for m in metas
     ]
+
+
+def stale_limit_s(interval_s: float, stale_after_s: float, factor: float) -> float:
+    """Age beyond which a member counts as absent: ``max(stale_after_s, factor * interval_s)``."""
+    return max(float(stale_after_s), float(factor) * max(0.0, float(interval_s)))
+
+
+def is_stale(c: Candidate, params: PbtParams) -> bool:
+    """Older than its own staleness limit (see ``stale_limit_s``)."""
+    return c.age_s > stale_limit_s(c.interval_s, params.stale_after_s, params.stale_interval_factor)
 
 
 def is_valid(c: Candidate, params: PbtParams) -> bool:
     """May rank (and lead): finite objective, not stale."""
-    return math.isfinite(c.objective) and c.age_s <= params.stale_after_s
+    return math.isfinite(c.objective) and not is_stale(c, params)
+
+
+def population_counts(population: Sequence[Candidate], params: PbtParams) -> dict[str, int]:
+    """How the ``num_policies`` slots stand: valid, missing (no metadata yet, e.g. not yet past start_after or
+    not started), stale (older than its limit), no_objective (fresh metadata, objective not known yet)."""
+    present = {c.member for c in population}
+    stale = sum(1 for c in population if is_stale(c, params))
+    no_objective = sum(1 for c in population if not is_stale(c, params) and not math.isfinite(c.objective))
+    valid = sum(1 for c in population if is_valid(c, params))
+    missing = sum(1 for m in range(params.num_policies) if m not in present)
+    return {"valid": valid, "missing": missing, "stale": stale, "no_objective": no_objective}
 
 
 def rank(population: Sequence[Candidate], params: PbtParams) -> list[Candidate]:
@@ -83,10 +123,13 @@ def decide(member: int, population: Sequence[Candidate], params: PbtParams, rng:
         seen.add(c.member)
     own = next((c for c in population if c.member == member), None)
     if own is None:
-        return Decision("keep", None, f"member {member} has no metadata in the population table yet")
+        return Decision("keep", None, f"member {member} has no metadata in the population table yet", True)
     if not is_valid(own, params):
         return Decision(
-            "keep", None, f"own objective is not known yet ({own.objective}) or stale ({own.age_s:.0f} s)"
+            "keep",
+            None,
+            f"own objective is not known yet ({own.objective}) or stale ({own.age_s:.0f} s)",
+            True,
         )
     ranked = rank(population, params)
     if params.replace_rule == "fraction":
@@ -105,7 +148,9 @@ def _fraction(own: Candidate, ranked: list[Candidate], params: PbtParams, rng: r
     n_slots = params.num_policies
     need = max(2, n_slots // 2)
     if len(ranked) <= need:
-        return Decision("keep", None, f"not enough data: {len(ranked)} valid members, need more than {need}")
+        return Decision(
+            "keep", None, f"not enough data: {len(ranked)} valid members, need more than {need}", True
+        )
     # slot order: valid members best-first, then every absent/invalid slot (they fill the worst places)
     valid_ids = [c.member for c in ranked]
     others = sorted(set(range(n_slots)) - set(valid_ids))
@@ -141,7 +186,7 @@ def _fraction(own: Candidate, ranked: list[Candidate], params: PbtParams, rng: r
 
 def _threshold(own: Candidate, ranked: list[Candidate], params: PbtParams, rng: random.Random) -> Decision:
     if len(ranked) < 2:
-        return Decision("keep", None, f"not enough data: {len(ranked)} valid member(s), need 2")
+        return Decision("keep", None, f"not enough data: {len(ranked)} valid member(s), need 2", True)
     objectives = [c.objective for c in ranked]
     mean = statistics.fmean(objectives)
     std = statistics.pstdev(objectives)
@@ -167,7 +212,7 @@ def _threshold(own: Candidate, ranked: list[Candidate], params: PbtParams, rng: 
 def _quantile(own: Candidate, ranked: list[Candidate], params: PbtParams, rng: random.Random) -> Decision:
     n = len(ranked)
     if n < 2:
-        return Decision("keep", None, f"not enough data: {n} valid member(s), need 2")
+        return Decision("keep", None, f"not enough data: {n} valid member(s), need 2", True)
     q = math.ceil(n * params.quantile_fraction)
     if q > n / 2:
         q = n // 2

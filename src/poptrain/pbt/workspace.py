@@ -46,6 +46,8 @@ import yaml
 
 from poptrain.checkpoints import atomic_write
 from poptrain.errors import WorkspaceError
+from poptrain.pbt.selection import interval_of
+from poptrain.pbt.selection import stale_limit_s as _stale_limit_s
 
 log = logging.getLogger(__name__)
 
@@ -298,9 +300,13 @@ def _pid_alive(pid: int) -> bool:
 class Workspace:
     """The shared folder of one PBT population (safe for concurrent members on one or many machines)."""
 
-    def __init__(self, root: str | Path, *, stale_after_s: float = 3600.0):
+    def __init__(
+        self, root: str | Path, *, stale_after_s: float = 3600.0, stale_interval_factor: float = 3.0
+    ):
         self.root = Path(root)
         self.stale_after_s = float(stale_after_s)
+        # staleness follows each member's pace: see PbtParams.stale_interval_factor
+        self.stale_interval_factor = float(stale_interval_factor)
         # (path, mtime_ns, size) of files already warned about: one warning per bad file (per version of it)
         self._warned: set[tuple[str, int, int]] = set()
         self._warned_lines: set[tuple[int, str]] = set()
@@ -410,10 +416,14 @@ class Workspace:
                 return meta
         return None
 
+    def stale_limit_s(self, meta: MemberMeta) -> float:
+        """max(stale_after_s, stale_interval_factor x the member's own last interval, ``extra["interval_s"]``)."""
+        return _stale_limit_s(interval_of(meta), self.stale_after_s, self.stale_interval_factor)
+
     def is_stale(self, meta: MemberMeta, now: float | None = None) -> bool:
-        """True when ``meta`` was written more than ``stale_after_s`` seconds before ``now``."""
+        """True when ``meta`` was written more than ``stale_limit_s(meta)`` seconds before ``now``."""
         now = _time.time() if now is None else now
-        return now - meta.time > self.stale_after_s
+        return now - meta.time > self.stale_limit_s(meta)
 
     def read_population(self, now: float | None = None, include_stale: bool = False) -> dict[int, MemberMeta]:
         """Newest valid metadata of every member; stale members are left out unless ``include_stale``."""

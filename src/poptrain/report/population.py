@@ -17,12 +17,16 @@ from typing import Any
 
 import yaml
 
+from poptrain.pbt.params import PbtParams
+from poptrain.pbt.selection import interval_of, stale_limit_s
+from poptrain.pbt.slot_status import read_slot_status
 from poptrain.pbt.workspace import MemberMeta, Workspace
 
 log = logging.getLogger(__name__)
 
 #: default seconds without new metadata after which a member counts as stale (the engine's default)
 DEFAULT_STALE_AFTER_S = 3600.0
+_STALE_FACTOR = PbtParams.stale_interval_factor  # the engine's default pace factor (metadata does not carry it)
 
 
 @dataclass
@@ -51,13 +55,17 @@ class PopulationView:
         return sorted(set(self.member_dirs) | set(self.histories) | promised)
 
     def state(self, member: int) -> str:
-        """running / stale / finished / no data."""
+        """running / parked / stale / finished / no data (parked: a time-sliced member waiting for its slot)."""
         meta = self.latest(member)
         if meta is None:
             return "no data"
         if meta.finished:
             return "finished"
-        if self.now - meta.time > self.stale_after_s:
+        slot_state = read_slot_status(self.root, self.now, self.stale_after_s).get(member)
+        if slot_state is not None:
+            return slot_state
+        # the engine's own rule: a member writing every hour is not stale after 10 minutes
+        if self.now - meta.time > stale_limit_s(interval_of(meta), self.stale_after_s, _STALE_FACTOR):
             return "stale"
         return "running"
 

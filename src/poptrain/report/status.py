@@ -33,7 +33,7 @@ class StatusRow:
     restarts: int  #: os.execv restarts so far
     exploits: int  #: weight copies so far
     last_seen_s: float | None  #: seconds since the newest metadata was written
-    state: str  #: running / stale / finished / no data
+    state: str  #: running / parked / stale / finished / no data
     parent: dict[str, Any] | None  #: whose weights it last copied
     experiment: str  #: the member's experiment name
     objective_se: float = math.nan  #: standard error of the windowed objective (NaN: not recorded)
@@ -150,8 +150,29 @@ def status_json(view: PopulationView, rows: list[StatusRow] | None = None) -> di
         "best": best_member(rows),
         "verdict": verdict(rows),
         "lineage_events": len(view.lineage),
-        "notes": list(view.notes),
+        "notes": list(view.notes) + waiting_notes(view),
     }
+
+
+def waiting_notes(view: PopulationView) -> list[str]:
+    """One ``waiting`` note per running member that could make no PBT decision for ``warn_after`` iterations or
+    more (the observer writes the streak and the population counts into its metadata's ``extra.waiting``)."""
+    notes = []
+    for member in view.members():
+        meta = view.latest(member)
+        waiting = meta.extra.get("waiting") if meta is not None and not meta.finished else None
+        if not isinstance(waiting, dict):
+            continue
+        counts = {k: v for k, v in waiting.items() if isinstance(v, int) and not isinstance(v, bool)}
+        streak, warn_after = counts.get("iterations", 0), max(1, counts.get("warn_after", 3))
+        if streak < warn_after:
+            continue
+        notes.append(
+            f"member {member:03d} waiting: no PBT decision possible for {streak} iterations "
+            f"({counts.get('valid', 0)} valid, {counts.get('missing', 0)} missing, {counts.get('stale', 0)} stale, "
+            f"{counts.get('no_objective', 0)} without objective)"
+        )
+    return notes
 
 
 # ---- rendering -----------------------------------------------------------------------------------------
@@ -191,7 +212,7 @@ def _ago(seconds: float | None) -> str:
     return f"{seconds / 86400:.1f}d"
 
 
-STATE_STYLE = {"running": "green", "finished": "bold", "stale": "yellow", "no data": "red"}
+STATE_STYLE = {"running": "green", "parked": "cyan", "finished": "bold", "stale": "yellow", "no data": "red"}
 
 
 def render(view: PopulationView, rows: list[StatusRow] | None = None) -> Group:
@@ -220,6 +241,6 @@ def render(view: PopulationView, rows: list[StatusRow] | None = None) -> Group:
         ]
         table.add_row(*cells, style="bold" if r.rank == 1 else None)
     parts: list[Any] = [table, Text(verdict(rows), style="bold")]
-    for note in view.notes:
+    for note in view.notes + waiting_notes(view):
         parts.append(Text(f"note: {note}", style="yellow"))
     return Group(*parts)

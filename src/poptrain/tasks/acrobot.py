@@ -9,13 +9,18 @@ the pivot; the tip's range is [-2, 2]). Dynamics, constants and integration (RK4
 - Action in [-1, 1], times ``maxTorque`` (1.0), on the second joint.
 - Reward: ``-1`` per step until success (sparse, as in Acrobot-v1); the step that reaches the height
   ends the episode (terminated) with reward 0. Otherwise the episode times out after
-  ``maxEpisodeLength`` steps.
+  ``maxEpisodeLength`` steps. Reward terms (DexPBT-style mutable scales): the per-step cost is multiplied by
+  ``rewardScale`` (1.0) and the success step pays ``successBonus`` (0.0).
 - Reset: all four state variables ~ U(-0.1, 0.1).
 
 ``extras["true_objective"]`` (per env, float32): at a row whose episode ended on this step (``done`` = 1)
 it is 1.0 when that episode reached the height and 0.0 when it timed out; rows that did not finish hold
 0.0 and carry no meaning. Averaged over finished episodes (what the PBT observer does with the
 ``done_indices`` rl_games passes it) it is the **success rate**.
+
+Live (may change while running, see ``VecTask.set_live``): ``maxTorque``, ``rewardScale`` and
+``successBonus`` (read every step). The success rate (the PBT objective) does not depend on the reward terms,
+so a population may mutate them (``pbt/mutation=acrobot_reward``).
 
 Target (with the tuned entropy_coef=0.03): success rate >= 0.9 and mean episode return >= -100. Numbers for
 default vs tuned hyperparameters are in docs/tasks.md.
@@ -28,7 +33,7 @@ from typing import Any
 
 import torch
 
-from poptrain.tasks.base import TaskSpec, VecTask
+from poptrain.tasks.base import LiveParam, TaskSpec, VecTask
 
 # gymnasium Acrobot-v1 constants
 _M1 = _M2 = 1.0
@@ -63,6 +68,12 @@ def _wrap(x: torch.Tensor) -> torch.Tensor:
 
 class Acrobot(VecTask):
     publishes_true_objective = True
+    live_params = {
+        "maxTorque": LiveParam("max_torque", min=0.0),
+        "rewardScale": LiveParam("reward_scale", min=0.0),
+        # >= 0: the success step must never pay less than a step that did not succeed (ending early pays)
+        "successBonus": LiveParam("success_bonus", min=0.0),
+    }
 
     def __init__(self, cfg: dict[str, Any], num_envs: int, device: str = "cpu", seed: int = 0):
         env = cfg.get("env", cfg)
@@ -70,6 +81,8 @@ class Acrobot(VecTask):
         self.max_torque = float(env.get("maxTorque", 1.0))
         self.dt = float(env.get("dt", 0.2))
         self.success_height = float(env.get("successHeight", 1.0))
+        self.reward_scale = float(env.get("rewardScale", 1.0))
+        self.success_bonus = float(env.get("successBonus", 0.0))
         reward_type = str(env.get("reward", "dense"))
         if reward_type not in ("dense", "sparse"):
             from poptrain.errors import ConfigError
@@ -112,9 +125,10 @@ class Acrobot(VecTask):
         self.success = self.tip_height() >= self.success_height
         if self.dense:
             # in [-1, 0): the lower the tip, the larger the cost; still never positive, so ending early pays.
-            reward = torch.where(self.success, 0.0, (self.tip_height() - 2.0) / 4.0)
+            cost = (self.tip_height() - 2.0) * (self.reward_scale / 4.0)
+            reward = torch.where(self.success, self.success_bonus, cost)
         else:
-            reward = torch.where(self.success, 0.0, -1.0)
+            reward = torch.where(self.success, self.success_bonus, -self.reward_scale)
         return reward, self.success
 
     def _publish_extras(self, done: torch.Tensor) -> None:

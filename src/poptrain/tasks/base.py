@@ -13,13 +13,20 @@ A task owns a batch of ``num_envs`` environments that live as rows of tensors on
 returned observation of a done row is already the first observation of its next episode (the
 IsaacGymEnvs convention that rl_games expects). Subclasses implement three tensor functions and never
 loop over envs in Python.
+
+Live parameters: a task lists in ``live_params`` the ``task.env`` keys that may change while it runs, each
+with how the new value takes effect (:class:`LiveParam`). ``set_live({key: value})`` applies new values to
+every env at once; the next ``step`` already uses them. The PBT engine (``poptrain.pbt.live``) treats these
+keys like live agent hyperparameters: a change of only live keys is a hot swap, not a process restart.
 """
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -37,7 +44,78 @@ class TaskSpec:
     max_episode_length: int = 500
 
 
-class VecTask(ABC):
+@dataclass(frozen=True)
+class LiveParam:
+    """How one ``task.env`` parameter changes in a running task (an entry of ``VecTask.live_params``).
+
+    The value is written to the attribute ``attr`` (a Python float the step reads every call). Then, when
+    ``recompute``, the task's ``_recompute_live()`` rebuilds the constants derived from it (a cached
+    quotient, a buffer filled in place); when ``reset``, every env starts a new episode, for a value under
+    which the current states are no longer valid. Neither flag: the next step reads the new value directly.
+    """
+
+    attr: str  # the task attribute that holds the value
+    recompute: bool = False  # derived constants must be rebuilt (``_recompute_live``)
+    reset: bool = False  # every env must restart its episode after the change
+    min: float = -math.inf  # valid range, inclusive (a value outside is a ConfigError)
+    max: float = math.inf
+
+
+class LiveParamsMixin:
+    """``live_params`` and ``set_live`` for any task (VecTask and the tasks that implement the contract directly)."""
+
+    #: ``task.env`` keys that may change while the task runs (see :class:`LiveParam`); none by default.
+    live_params: ClassVar[Mapping[str, LiveParam]] = {}
+
+    def reset(self) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def live_values(self) -> dict[str, float]:
+        """Current value of every live parameter, by ``task.env`` key."""
+        return {key: float(getattr(self, p.attr)) for key, p in self.live_params.items()}
+
+    def set_live(self, values: Mapping[str, Any]) -> None:
+        """Apply new values of live ``task.env`` keys to every env at once; the next step uses them.
+
+        Every key and value is checked before anything changes: an unknown key or a value outside the
+        declared range raises ConfigError naming it and what is valid, and leaves the task as it was.
+        """
+        from poptrain.errors import ConfigError
+
+        problems: list[str] = []
+        checked: dict[str, float] = {}
+        for key, raw in values.items():
+            param = self.live_params.get(key)
+            if param is None:
+                problems.append(f"task.env.{key} cannot change while {type(self).__name__} runs "
+                                f"(live: {sorted(self.live_params) or 'none'})")
+                continue
+            try:
+                value = float(raw)
+            except (TypeError, ValueError):
+                problems.append(f"task.env.{key}={raw!r} is not a number")
+                continue
+            if not (param.min <= value <= param.max):  # also refuses NaN
+                problems.append(f"task.env.{key}={raw!r} is outside [{param.min}, {param.max}]")
+                continue
+            checked[key] = value
+        if problems:
+            raise ConfigError("; ".join(problems))
+        for key, value in checked.items():
+            setattr(self, self.live_params[key].attr, value)
+        changed = [self.live_params[k] for k in checked]
+        if any(p.recompute for p in changed):
+            self._recompute_live()
+        if any(p.reset for p in changed):
+            # In place: rl_games holds obs_buf itself as its current observation, so the new first
+            # observations are what the next action is computed from.
+            self.reset()
+
+    def _recompute_live(self) -> None:  # noqa: B027 (optional hook)
+        """Rebuild constants derived from live parameters (tasks with ``recompute`` parameters override it)."""
+
+
+class VecTask(LiveParamsMixin, ABC):
     """Base class of built-in tensor tasks (see the module docstring for the contract)."""
 
     spec: TaskSpec

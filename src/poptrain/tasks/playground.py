@@ -27,6 +27,11 @@ the installed package (``mujoco_playground._src.mjx_env.MENAGERIE_PATH``) and gi
 is missing. We never let that clone happen: without a checkout at that path or at
 ``task.env.menagerie_path`` the task fails at start-up with instructions (see docs/playground.md).
 
+Live parameters: Playground's own config values (reward scales, ctrl_dt, ...) are read while ``step`` is
+traced, so they are baked into the compiled function; changing one means a retrace and recompile (20-90 s
+on CPU, see docs/playground.md), no cheaper than a restart, so none is live. The adapter's own
+``reward_scale`` (a torch-side multiply of the published reward) is live.
+
 On CPU the MJX implementation is ``impl="jax"`` (Playground's default, warp, ran ~8x slower here and
 floods the log with solver warnings). Compilations are cached on disk (JAX's persistent compilation
 cache, under the train dir by default) so a second process, e.g. a PBT restart, skips most of the cost.
@@ -39,6 +44,7 @@ import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +53,7 @@ import numpy as np
 import torch
 
 from poptrain.errors import ConfigError
-from poptrain.tasks.base import TaskSpec
+from poptrain.tasks.base import LiveParam, LiveParamsMixin, TaskSpec
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +69,8 @@ class PlaygroundSettings:
 
     #: Playground registry name, e.g. CartpoleBalance, CheetahRun, Go1JoystickFlatTerrain.
     name: str
-    #: MJX implementation: auto (jax on CPU, the task's own default on GPU), jax or warp.
+    #: MJX implementation: auto (jax on CPU; on GPU the task's own default, jax where that is warp and
+    #: warp-lang is not installed), jax or warp.
     impl: str = "auto"
     #: Control steps per episode before truncation; 0 = the task's own ``episode_length``.
     episode_length: int = 0
@@ -85,6 +92,8 @@ class PlaygroundSettings:
     domain_randomization: bool = True
     #: Extra Playground config overrides (flattened dotted keys), e.g. {"ctrl_dt": 0.02}.
     config_overrides: dict[str, Any] = field(default_factory=dict)
+    #: Factor on the published reward (applied in torch after the step; live: may change while running).
+    reward_scale: float = 1.0
 
     @classmethod
     def from_cfg(cls, cfg: Mapping[str, Any]) -> PlaygroundSettings:
@@ -119,6 +128,14 @@ class PlaygroundSettings:
         if isinstance(obs_keys, str) or not isinstance(obs_keys, Sequence) or not obs_keys:
             problems.append(f"task.env.obs_keys must be a non-empty list of keys, got {obs_keys!r}")
             obs_keys = ("state",)
+        scale_raw = env.get("reward_scale", 1.0)
+        try:
+            reward_scale = float(scale_raw)
+            if not reward_scale >= 0 or isinstance(scale_raw, bool):
+                raise ValueError
+        except (TypeError, ValueError):
+            problems.append(f"task.env.reward_scale must be a number >= 0, got {scale_raw!r}")
+            reward_scale = 1.0
         overrides = env.get("config_overrides") or {}
         if not isinstance(overrides, Mapping):
             problems.append(f"task.env.config_overrides must be a mapping, got {overrides!r}")
@@ -138,6 +155,7 @@ class PlaygroundSettings:
             jax_cache_dir=str(env.get("jax_cache_dir") or ""),
             domain_randomization=bool(env.get("domain_randomization", True)),
             config_overrides=dict(overrides),
+            reward_scale=reward_scale,
         )
 
 
@@ -240,6 +258,22 @@ def jax_device(jax: Any, device: torch.device) -> Any:
     raise ConfigError(f"sim_device={device} is not supported by the Playground adapter; valid: cpu, cuda[:N]")
 
 
+def resolve_impl(impl: str, device_type: str, task_default: str, have_warp: bool) -> str:
+    """The MJX implementation to ask Playground for; '' keeps the task's own default.
+
+    ``auto``: jax on CPU (warp ran ~8x slower there). On GPU the task's default, except that a task defaulting
+    to warp gets jax when warp-lang is not installed (the dm_control tasks default to warp in playground 0.2.0;
+    warp-lang is ~390 MB installed, too big for some GPU images, and MJX cannot run warp without it).
+    """
+    if impl != "auto":
+        return impl
+    if device_type == "cpu":
+        return "jax"
+    if task_default == "warp" and not have_warp:
+        return "jax"
+    return ""
+
+
 def action_crossing(device: torch.device) -> str:
     """How actions cross from torch to jax on ``device``: zero-copy either way, cheapest first.
 
@@ -285,7 +319,7 @@ def flatten_obs(obs: Any, obs_keys: Sequence[str]) -> Any:
 
 
 # ---- the task -------------------------------------------------------------------------------------------------
-class PlaygroundTask:
+class PlaygroundTask(LiveParamsMixin):
     """A batch of ``num_envs`` Playground worlds stepped by one jit-compiled, vmapped function.
 
     Implements the tensor task contract of :mod:`poptrain.tasks.base` directly (not through VecTask,
@@ -293,6 +327,7 @@ class PlaygroundTask:
     """
 
     publishes_true_objective: bool
+    live_params = {"reward_scale": LiveParam("reward_scale", min=0.0)}
 
     def __init__(self, cfg: dict[str, Any], num_envs: int, device: str = "cpu", seed: int = 0):
         if int(num_envs) <= 0:
@@ -307,6 +342,7 @@ class PlaygroundTask:
         self.device = torch.device(device)
         self.jax_device = jax_device(jax, self.device)
         self.publishes_true_objective = bool(settings.true_objective)
+        self.reward_scale = settings.reward_scale
 
         with jax.default_device(self.jax_device):
             self.env = self._load_env(registry, settings)
@@ -342,12 +378,15 @@ class PlaygroundTask:
         from mujoco_playground import wrapper
 
         overrides = dict(s.config_overrides)
-        impl = s.impl
-        if impl == "auto":
-            impl = "jax" if self.device.type == "cpu" else ""
+        config = registry.get_default_config(s.name)
+        task_default = str(config.get("impl", "")) if hasattr(config, "get") else ""
+        impl = resolve_impl(s.impl, self.device.type, task_default, find_spec("warp") is not None)
+        if impl == "jax" and s.impl == "auto" and self.device.type != "cpu" and task_default == "warp":
+            log.info(
+                "Playground %s: impl=jax on %s (its default, warp, needs warp-lang)", s.name, self.device
+            )
         if impl:
             overrides["impl"] = impl
-        config = registry.get_default_config(s.name)
         if "vision" in config and config.vision:
             raise ConfigError(
                 f"Playground task {s.name!r} is configured for pixels (vision=True): not supported"
@@ -434,7 +473,8 @@ class PlaygroundTask:
         self.last_jax_outputs = out  # the jax arrays the torch views alias (kept for inspection)
         self.obs_buf = torch.from_dlpack(out["obs"])
         reward, truncation, objective, done = torch.from_dlpack(out["scalars"]).unbind(0)
-        self.rew_buf = reward
+        # a new tensor, never a write into the jax-owned view (1.0: the view itself, no extra op)
+        self.rew_buf = reward if self.reward_scale == 1.0 else reward * self.reward_scale
         # The contract's int64 done and bool time_outs: device-local casts (no host transfer).
         self.reset_buf = done.to(torch.long)
         self.extras = {"time_outs": truncation > 0}

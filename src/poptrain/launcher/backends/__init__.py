@@ -121,6 +121,33 @@ def require_executable(name: str, print_only_flag: str) -> str:
     return path
 
 
+# ---- flags ------------------------------------------------------------------------------------------
+_TRUE, _FALSE = ("true", "1", "yes", "y", "on"), ("false", "0", "no", "n", "off")
+
+
+def parse_bool(text: str) -> bool:
+    """``True``/``False`` (any case), 1/0, yes/no, on/off -> bool (IsaacGymEnvs writes ``--x_print_only True``)."""
+    value = str(text).strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise argparse.ArgumentTypeError(f"{text!r} is not a boolean; valid: True/False, 1/0, yes/no, on/off")
+
+
+def add_bool_flag(group: argparse._ActionsContainer, name: str, help: str) -> None:
+    """A flag that works alone (``--x``, as before) and with a value (``--x True`` / ``--x False``)."""
+    group.add_argument(
+        name,
+        nargs="?",
+        const=True,
+        default=False,
+        type=parse_bool,
+        metavar="BOOL",
+        help=help + " (flag or BOOL)",
+    )
+
+
 # ---- {{placeholder}} templates ----------------------------------------------------------------------
 _PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 

@@ -28,6 +28,7 @@ import json
 import logging
 import shlex
 import subprocess
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -38,10 +39,12 @@ from poptrain.launcher.backends import (
     JobState,
     JobStatus,
     RenderedJob,
+    add_bool_flag,
     check_template,
     fill_template,
     read_template,
     require_executable,
+    template_placeholders,
 )
 from poptrain.launcher.run_description import PlannedExperiment
 
@@ -60,6 +63,11 @@ PLACEHOLDERS = (
     "cmd",
 )
 """Valid ``{{placeholders}}`` of an NGC job template."""
+
+IGE_PLACEHOLDERS = ("name", "experiment_cmd")
+"""An IsaacGymEnvs run_ngc template (recognised by ``{{ experiment_cmd }}``) may use only these; they may sit
+inside quotes (``--commandline "cd /ws && {{ experiment_cmd }}"``): ``experiment_cmd`` becomes
+``[export K=V &&] <cmd>`` (shell-quoted; the template does its own ``cd``), ``name`` the experiment name."""
 
 DEFAULT_JOB_TEMPLATE = (
     "ngc batch run --name {{job_name}} --instance {{instance}} --image {{image}} "
@@ -128,8 +136,29 @@ class NgcBackend(Backend):
         template: str | None = None,
         template_source: str = "--ngc_job_template",
         poll_interval_s: float = 10.0,
+        pause_between: float = 0.0,
     ):
+        if pause_between < 0:
+            raise ConfigError(f"--pause_between {pause_between}: valid: seconds >= 0")
+        self.pause_between = pause_between
         self.template = DEFAULT_JOB_TEMPLATE if template is None else template
+        # IsaacGymEnvs' run_ngc template: {{ name }} and {{ experiment_cmd }}, the latter inside the quoted
+        # --commandline string the container's shell runs; backslash-newline continues a line
+        self.ige_template = "experiment_cmd" in template_placeholders(self.template)
+        if self.ige_template:
+            unsupported = [p for p in template_placeholders(self.template) if p not in IGE_PLACEHOLDERS]
+            if unsupported:
+                raise ConfigError(
+                    f"{template_source}: unsupported placeholder {{{{ {unsupported[0]} }}}} in an IsaacGymEnvs-style "
+                    f"NGC template; valid: {', '.join('{{ ' + p + ' }}' for p in IGE_PLACEHOLDERS)}"
+                )
+            try:
+                self._tokens = shlex.split(self.template.replace("\\\n", " ").strip())
+            except ValueError as exc:
+                raise ConfigError(f"{template_source}: cannot be split like a shell command: {exc}") from None
+            self._init_values(instance, image, workspace, workspace_mount, workdir, result_dir, print_only)
+            self.poll_interval_s = poll_interval_s
+            return
         check_template(self.template, PLACEHOLDERS, template_source)
         if "{{" not in self.template or not self.template.strip():
             raise ConfigError(
@@ -148,14 +177,26 @@ class NgcBackend(Backend):
             raise ConfigError(
                 f"{template_source}: a {{{{placeholder}}}} sits inside quotes; valid: unquoted (values are quoted for you)"
             )
+        self._init_values(instance, image, workspace, workspace_mount, workdir, result_dir, print_only)
+        self.poll_interval_s = poll_interval_s
+
+    def _init_values(
+        self,
+        instance: str,
+        image: str,
+        workspace: str,
+        mount: str,
+        workdir: str,
+        result_dir: str,
+        print_only: bool,
+    ) -> None:
         self.instance = instance
         self.image = image
         self.workspace = workspace
-        self.workspace_mount = workspace_mount
+        self.workspace_mount = mount
         self.workdir = workdir
         self.result_dir = result_dir
         self._print_only = print_only
-        self.poll_interval_s = poll_interval_s
         self._jobs: list[_Submitted] = []
 
     @property
@@ -166,7 +207,7 @@ class NgcBackend(Backend):
     def add_args(cls, parser: argparse.ArgumentParser) -> None:
         g = parser.add_argument_group("ngc backend")
         g.add_argument("--ngc_job_template", default=None, help="job template file with {{placeholders}}")
-        g.add_argument("--ngc_print_only", action="store_true", help="print the ngc commands; run nothing")
+        add_bool_flag(g, "--ngc_print_only", "print the ngc commands; run nothing")
         g.add_argument("--ngc_instance", default="dgx1v.32g.1.norm", help="NGC instance type")
         g.add_argument("--ngc_image", default="nvcr.io/nvidia/pytorch:24.01-py3", help="container image")
         g.add_argument("--ngc_workspace", default="", help="NGC workspace (id or name) mounted read-write")
@@ -175,7 +216,7 @@ class NgcBackend(Backend):
             "--ngc_workdir", default="/workspace", help="folder the job cd's into before the command"
         )
         g.add_argument("--ngc_result_dir", default="/results", help="NGC result folder in the container")
-        g.add_argument("--ngc_wait", action="store_true", help="stay and show job states until all finish")
+        add_bool_flag(g, "--ngc_wait", "stay and show job states until all finish")
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> NgcBackend:
@@ -196,6 +237,7 @@ class NgcBackend(Backend):
             print_only=args.ngc_print_only,
             template=template,
             template_source=f"--ngc_job_template {args.ngc_job_template}",
+            pause_between=args.pause_between,
         )
 
     def commandline(self, p: PlannedExperiment) -> str:
@@ -208,6 +250,14 @@ class NgcBackend(Backend):
     def render(self, planned: Sequence[PlannedExperiment]) -> list[RenderedJob]:
         rendered = []
         for p in planned:
+            if (
+                self.ige_template
+            ):  # as IGE's run_ngc: the experiment name and command replace the placeholders
+                exports = [f"export {k}={shlex.quote(v)}" for k, v in (p.env_vars or {}).items()]
+                ige = {"name": p.name, "experiment_cmd": " && ".join([*exports, p.cmd])}
+                argv = [fill_template(token, ige) for token in self._tokens]
+                rendered.append(RenderedJob(planned=p, text=shlex.join(argv), argv=argv))
+                continue
             values = {
                 "job_name": f"{p.run_name}-{p.name}",
                 "name": p.name,
@@ -227,7 +277,9 @@ class NgcBackend(Backend):
 
     def submit(self, rendered: Sequence[RenderedJob]) -> None:
         errors = []
-        for r in rendered:
+        for i, r in enumerate(rendered):
+            if i and self.pause_between > 0:  # --pause_between applies on every backend
+                time.sleep(self.pause_between)
             program = require_executable(r.argv[0], "--ngc_print_only")
             status = JobStatus(name=r.name)
             self._jobs.append(_Submitted(rendered=r, status=status))

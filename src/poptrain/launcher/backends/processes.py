@@ -1,5 +1,9 @@
 """Run the experiments as local processes, at most ``--max_parallel`` at a time.
 
+Time-sliced PBT (``--slots K``): the N members of each population run in K slot processes, each hosting
+N/K members in turn (``poptrain.pbt.slots``); every slot runs at once, so ``--max_parallel`` must be >= K.
+Without ``--slots`` every member is its own process, as before (``--max_parallel >= N`` runs them all at once).
+
 Each child starts in its own session (its own process group) with stdout+stderr appended to
 ``<train_dir>/<run_name>/<base_name>[_<suffix>]/<experiment_name>/log.txt``; every attempt starts with a
 ``[launcher] attempt N/M ...`` line, so restarts are counted in the log. ``cancel`` (Ctrl-C / SIGTERM in
@@ -20,13 +24,22 @@ import select
 import shlex
 import signal
 import subprocess
+import sys
 import time
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from poptrain.errors import ConfigError
-from poptrain.launcher.backends import LOG_NAME, Backend, JobState, JobStatus, RenderedJob, last_log_line
+from poptrain.launcher.backends import (
+    LOG_NAME,
+    Backend,
+    JobState,
+    JobStatus,
+    RenderedJob,
+    last_log_line,
+    parse_bool,
+)
 from poptrain.launcher.run_description import PlannedExperiment
 
 log = logging.getLogger(__name__)
@@ -85,8 +98,12 @@ class ProcessesBackend(Backend):
         poll_interval_s: float = 0.25,
         kill_grace_s: float = 5.0,
         base_env: Mapping[str, str] | None = None,
+        launcher_python: bool = True,
+        slots: int = 0,
     ):
         problems = []
+        if slots < 0:
+            problems.append(f"--slots {slots}: valid: 0 (one process per member) or >= 1")
         if max_parallel < 1:
             problems.append(f"--max_parallel {max_parallel}: valid: an integer >= 1")
         if num_gpus < 0:
@@ -104,6 +121,8 @@ class ProcessesBackend(Backend):
         if problems:
             raise ConfigError("; ".join(problems))
         self.max_parallel = max_parallel
+        self.launcher_python = launcher_python
+        self.slots = slots
         self.num_gpus = num_gpus
         self.experiments_per_gpu = experiments_per_gpu
         self.max_restarts = max_restarts
@@ -134,6 +153,22 @@ class ProcessesBackend(Backend):
         group.add_argument(
             "--max_restarts", type=int, default=0, help="relaunch a crashed experiment up to K times"
         )
+        group.add_argument(
+            "--launcher_python",
+            nargs="?",
+            const=True,
+            default=True,
+            type=parse_bool,
+            metavar="BOOL",
+            help="a command starting with python/python3 runs with the launcher's interpreter "
+            "(default True; False = the first python on PATH)",
+        )
+        group.add_argument(
+            "--slots",
+            type=int,
+            default=0,
+            help="time-sliced PBT: run each population's members in K processes (0 = one per member)",
+        )
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> ProcessesBackend:
@@ -143,17 +178,34 @@ class ProcessesBackend(Backend):
             experiments_per_gpu=args.experiments_per_gpu,
             max_restarts=args.max_restarts,
             pause_between=args.pause_between,
+            launcher_python=args.launcher_python,
             inherited_cuda_visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES"),
+            slots=getattr(args, "slots", 0),
         )
 
     # ---- render ----
     def render(self, planned: Sequence[PlannedExperiment]) -> list[RenderedJob]:
+        if self.slots:
+            from poptrain.pbt.slots import plan_slots
+
+            planned = plan_slots(planned, self.slots)
+            if len(planned) > self.max_parallel:
+                raise ConfigError(
+                    f"--slots {self.slots} makes {len(planned)} slot processes but --max_parallel is "
+                    f"{self.max_parallel}: slots wait for each other every PBT interval, so all must run at once; "
+                    f"valid: --max_parallel >= {len(planned)}"
+                )
         rendered = []
         for p in planned:
             env_prefix = [f"{k}={v}" for k, v in (p.env_vars or {}).items()]
             log_path = os.path.join(p.output_dir, LOG_NAME)
-            text = shlex.join(env_prefix + p.argv) + f"  >> {shlex.quote(log_path)} 2>&1"
-            rendered.append(RenderedJob(planned=p, text=text, argv=list(p.argv), path=log_path))
+            argv = list(p.argv)
+            # IsaacGymEnvs' modules say "python -m ...": on PATH that may be another Python than the one
+            # poptrain (and the user's packages) is installed in; the launcher's own interpreter is certain
+            if self.launcher_python and argv[0] in ("python", "python3"):
+                argv[0] = sys.executable
+            text = shlex.join(env_prefix + argv) + f"  >> {shlex.quote(log_path)} 2>&1"
+            rendered.append(RenderedJob(planned=p, text=text, argv=argv, path=log_path))
         return rendered
 
     # ---- submit / observe ----
@@ -193,7 +245,7 @@ class ProcessesBackend(Backend):
         os.makedirs(os.path.dirname(child.log_path), exist_ok=True)
         with open(child.log_path, "ab") as logf:
             pin = f" CUDA_VISIBLE_DEVICES={env['CUDA_VISIBLE_DEVICES']}" if gpu is not None else ""
-            header = f"[launcher] attempt {attempt}/{self.max_restarts + 1}{pin}: {planned.cmd}\n"
+            header = f"[launcher] attempt {attempt}/{self.max_restarts + 1}{pin}: {shlex.join(child.rendered.argv)}\n"
             logf.write(header.encode())
             logf.flush()
             try:
