@@ -226,10 +226,11 @@ def backend_classes() -> dict[str, type[Backend]]:
     """``--backend`` value -> class."""
     from poptrain.launcher.backends.ngc import NgcBackend
     from poptrain.launcher.backends.processes import ProcessesBackend
+    from poptrain.launcher.backends.ray import RayBackend  # imports ray itself only when it connects
     from poptrain.launcher.backends.slurm import SlurmBackend
 
-    return {cls.name: cls for cls in (ProcessesBackend, SlurmBackend, NgcBackend)}
+    return {cls.name: cls for cls in (ProcessesBackend, SlurmBackend, NgcBackend, RayBackend)}
 
 
-BACKEND_NAMES = ("processes", "slurm", "ngc")
+BACKEND_NAMES = ("processes", "slurm", "ngc", "ray")
 """Valid values of ``--backend``."""
