@@ -34,6 +34,7 @@ without it.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import json
 import logging
@@ -46,7 +47,7 @@ import socket
 import subprocess
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -228,6 +229,22 @@ def run_member(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 # ---- the launcher side ------------------------------------------------------------------------------
+@contextlib.contextmanager
+def _signal_exceptions_unwrapped() -> Iterator[None]:
+    """Re-raise what a Python signal handler raised inside a Ray call (the CLI's Ctrl-C / SIGTERM stop).
+
+    Ray's Cython ``wait`` turns an exception raised by a signal handler while it blocks into
+    ``SystemError: ... returned a result with an exception set``, with the handler's exception as context.
+    """
+    try:
+        yield
+    except SystemError as exc:
+        inner = exc.__cause__ or exc.__context__
+        if inner is None:
+            raise
+        raise inner from None
+
+
 @dataclass
 class _Member:
     rendered: RenderedJob
@@ -271,7 +288,7 @@ class RayBackend(Backend):
             problems.append(
                 f"--ray_gpus_per_job {gpus_per_job}: valid: a number >= 0 (fractions share a GPU)"
             )
-        if cpus_per_job < 0 or (cpus_per_job == 0 and gpus_per_job == 0):
+        if cpus_per_job < 0 or (cpus_per_job == 0 and gpus_per_job <= 0):
             problems.append(
                 f"--ray_cpus_per_job {cpus_per_job}: valid: a number > 0 (>= 0 when --ray_gpus_per_job > 0)"
             )
@@ -551,7 +568,8 @@ class RayBackend(Backend):
             seconds = min(seconds, max(0.0, self._last_submit + self.pause_between - time.monotonic()))
         refs = [m.ref for m in self._members if m.ref is not None]
         if refs and self._ray is not None:
-            self._ray.wait(refs, num_returns=1, timeout=seconds)
+            with _signal_exceptions_unwrapped():
+                self._ray.wait(refs, num_returns=1, timeout=seconds)
         else:
             time.sleep(seconds)
 
