@@ -217,7 +217,7 @@ def test_a_signal_to_the_cli_cancels_every_member_and_leaves_no_process(
     env = _env_with_src()
     env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), env["PYTHONPATH"]])
     launcher = subprocess.Popen(
-        [sys.executable, "-m", "poptrain.launcher.run", "--run", "ray_cli_run", "--backend", "ray",
+        [sys.executable, "-m", "poptrain.launcher.run", "--run", "ray_cli_run", "--backend", "ray", "--ray_wait",
          "--ray_address", ray_cluster, "--ray_cpus_per_job", "0.5", "--ray_runtime_env", str(runtime_env),
          "--train_dir", str(tmp_path / "td"), "--pause_between", "0"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -297,3 +297,59 @@ def test_a_train_dir_a_node_does_not_share_stops_the_population(ray_cluster: str
     finally:
         if first_pid is not None:
             _kill(first_pid)
+
+
+def test_an_unreachable_head_is_one_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from poptrain.launcher.run import main
+
+    # a port nothing listens on: connect fails at once instead of ray.init retrying for minutes
+    code = main(
+        ["--run", "poptrain.experiments.cartpole_pbt", "--backend", "ray", "--ray_wait",
+         "--ray_address", "127.0.0.1:1", "--train_dir", str(tmp_path)]
+    )  # fmt: skip
+    assert code == 1
+    assert "--ray_address 127.0.0.1:1: nothing answers at 127.0.0.1:1" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="--ray_address local ends with the launcher: add --ray_wait"):
+        RayBackend(address="local", wait=False, launcher_argv=["x"])
+
+
+@pytest.mark.ray
+@pytest.mark.timeout(240)
+def test_without_ray_wait_the_launcher_submits_itself_as_a_ray_job(ray_cluster: str, tmp_path: Path) -> None:
+    from ray.job_submission import JobStatus as RayJobStatus
+    from ray.job_submission import JobSubmissionClient
+
+    module = tmp_path / "ray_job_run.py"
+    module.write_text(
+        "import sys\n"
+        "from poptrain.launcher.run_description import Experiment, RunDescription\n"
+        f"RUN_DESCRIPTION = RunDescription('job', [Experiment('c', [sys.executable, {str(Path(__file__).parent / 'child.py')!r}],\n"
+        "    [{'msg': 'a b', 'i': 0}, {'msg': 'c', 'i': 1}])])\n"
+    )
+    # the job's driver (on the head) imports the run module and this poptrain
+    runtime_env = tmp_path / "runtime_env.yaml"
+    runtime_env.write_text(f"env_vars:\n  PYTHONPATH: '{POPTRAIN_SRC}{os.pathsep}{tmp_path}'\n")
+    env = _env_with_src()
+    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), env["PYTHONPATH"]])
+    out = subprocess.run(
+        [sys.executable, "-m", "poptrain.launcher.run", "--run", "ray_job_run", "--backend", "ray",
+         "--ray_address", ray_cluster, "--ray_cpus_per_job", "0.5", "--ray_runtime_env", str(runtime_env),
+         "--train_dir", str(tmp_path / "td"), "--pause_between", "0"],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    job_ids = set(re.findall(r"\[launcher\] 0\d_c_\S+: job (raysubmit_\w+)", out.stdout))
+    assert len(job_ids) == 1, out.stdout  # one Ray job: the launcher, driving both members
+    job_id = job_ids.pop()
+    client = JobSubmissionClient("http://127.0.0.1:" + os.environ.get("POPTRAIN_RAY_DASHBOARD_PORT", "8265"))
+    try:
+        _wait_for(lambda: client.get_job_status(job_id).is_terminal(), 180, f"Ray job {job_id}")
+        logs = client.get_job_logs(job_id)
+        assert client.get_job_status(job_id) == RayJobStatus.SUCCEEDED, logs[-3000:]
+        assert "summary: 2 completed" in logs
+        for name, msg in (("00_c_msg_a-b_i_0", "--msg=a b"), ("01_c_msg_c_i_1", "--msg=c")):
+            record = _read_json(tmp_path / "td" / "job" / "c" / name / "argv.json")
+            assert record["argv"][0] == msg and record["cwd"] == os.getcwd(), record
+    finally:
+        if not client.get_job_status(job_id).is_terminal():
+            client.stop_job(job_id)

@@ -64,7 +64,7 @@ def ray_population(tmp_path_factory: pytest.TempPathFactory) -> dict:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(root), POPTRAIN_SRC]))
     env.pop("POPTRAIN_PBT_RESTART", None)
     launcher = subprocess.Popen(
-        [sys.executable, "-m", "poptrain.launcher.run", "--run", "ray_cartpole_short", "--backend", "ray",
+        [sys.executable, "-m", "poptrain.launcher.run", "--run", "ray_cartpole_short", "--backend", "ray", "--ray_wait",
          "--ray_address", address, "--ray_cpus_per_job", "0.5", "--ray_runtime_env", str(runtime_env),
          "--max_restarts", "1", "--pause_between", "0", "--train_dir", str(train_dir)],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,

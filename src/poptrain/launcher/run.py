@@ -269,7 +269,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1 if failed else 0
 
     try:
-        statuses, signum = watch(backend, StatusDisplay(), stop_jobs_on_signal=backend.attached)
+        statuses, signum = watch(
+            backend, StatusDisplay(), stop_jobs_on_signal=backend.attached or backend.owns_jobs
+        )
     except PoptrainError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

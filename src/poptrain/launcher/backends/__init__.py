@@ -166,6 +166,8 @@ class Backend:
     """The value of ``--backend`` that selects this backend."""
     attached: ClassVar[bool] = False
     """True when the jobs live only as long as the launcher (it must wait for them)."""
+    owns_jobs: ClassVar[bool] = False
+    """True when a launcher that watches its jobs also owns them (a Ray driver): a signal cancels them."""
     poll_interval_s: float = 1.0
     """Seconds between polls in :meth:`wait`."""
 

@@ -10,11 +10,12 @@ experiment's argv exactly as given, as a child in its own session, with
 - ``<output_dir>/ray_attempt.json`` (attempt, node, pids) written when it starts, which is how the launcher
   sees it running and how tests find the child's pid.
 
-The launcher is the Ray driver that owns the tasks, so it stays attached (like the processes backend): it
-watches them, and Ctrl-C / SIGTERM cancels every task; a cancelled task stops its child's process group
-(SIGTERM, SIGKILL after ``kill_grace_s``) before it ends, on whatever node it runs. To submit and walk away,
-run the launcher itself as a Ray job on the head (``ray job submit -- poptrain-launch ... --backend ray``,
-see docs/ray.md).
+With ``--ray_wait`` the launcher is the Ray driver that owns the tasks: it watches them (the live table), and
+Ctrl-C / SIGTERM cancels every task; a cancelled task stops its child's process group (SIGTERM, SIGKILL after
+``kill_grace_s``) before it ends, on whatever node it runs. Ray ends a driver's tasks when the driver exits,
+so without ``--ray_wait`` the launcher does not submit the tasks itself: it submits *itself* (the same
+arguments plus ``--ray_wait --ray_address auto``) as a Ray job through the head's job API and returns; that
+job's driver, on the head, owns the members (``ray job logs -f ID``; ``ray job stop ID`` cancels them).
 
 Faults: a child that exits non-zero, and a task whose worker or node died (Ray's WorkerCrashedError /
 NodeDiedError / ...), are started again, up to ``--max_restarts`` times; Ray places the new task on a node
@@ -46,6 +47,7 @@ import shlex
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
@@ -250,6 +252,20 @@ def run_member(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 # ---- the launcher side ------------------------------------------------------------------------------
+def _job_argv(args: argparse.Namespace) -> list[str]:
+    """This launcher's command line as a Ray job's entrypoint runs it: on the head, watching (--ray_wait).
+
+    --ray_runtime_env is not repeated: the job itself gets the runtime_env, and its tasks inherit it.
+    """
+    return [
+        sys.executable, "-m", "poptrain.launcher.run", "--run", args.run, "--backend", "ray",
+        "--train_dir", os.path.abspath(args.train_dir), "--pause_between", str(args.pause_between),
+        "--experiment_suffix", args.experiment_suffix, "--ray_address", "auto",
+        "--ray_cpus_per_job", str(args.ray_cpus_per_job), "--ray_gpus_per_job", str(args.ray_gpus_per_job),
+        "--max_restarts", str(args.max_restarts), "--ray_wait",
+    ]  # fmt: skip
+
+
 @contextlib.contextmanager
 def _signal_exceptions_unwrapped() -> Iterator[None]:
     """Re-raise what a Python signal handler raised inside a Ray call (the CLI's Ctrl-C / SIGTERM stop).
@@ -284,7 +300,8 @@ class RayBackend(Backend):
     """One Ray task per experiment on an existing (or private) Ray cluster."""
 
     name = "ray"
-    attached = True
+    attached = False
+    owns_jobs = True
 
     def __init__(
         self,
@@ -299,6 +316,8 @@ class RayBackend(Backend):
         cwd: str | None = None,
         poll_interval_s: float = 0.5,
         kill_grace_s: float = 5.0,
+        wait: bool = True,
+        launcher_argv: Sequence[str] = (),
     ):
         problems = []
         try:
@@ -317,8 +336,15 @@ class RayBackend(Backend):
             problems.append(f"--max_restarts {max_restarts}: valid: an integer >= 0")
         if pause_between < 0:
             problems.append(f"--pause_between {pause_between}: valid: seconds >= 0")
+        if not wait and address == "local":
+            problems.append("--ray_address local ends with the launcher: add --ray_wait")
+        if not wait and not print_only and not launcher_argv:
+            problems.append("without --ray_wait the launcher needs its own argv to submit as a Ray job")
         if problems:
             raise ConfigError("; ".join(problems))
+        self.attach = wait
+        self.launcher_argv = list(launcher_argv)
+        self._dashboard_url = ""
         self.address = address
         self.gpus_per_job = gpus_per_job
         self.cpus_per_job = cpus_per_job
@@ -362,6 +388,12 @@ class RayBackend(Backend):
             help="a JSON/YAML file with a Ray runtime_env for every task (env_vars, pip, ...)",
         )
         group.add_argument(
+            "--ray_wait",
+            action="store_true",
+            help="watch the population from here (this launcher is the Ray driver; Ctrl-C cancels every "
+            "member); without it the launcher submits itself as a Ray job and returns",
+        )
+        group.add_argument(
             "--ray_print_only", action="store_true", help="print each task's command; submit nothing"
         )
         group.add_argument(
@@ -383,6 +415,8 @@ class RayBackend(Backend):
             max_restarts=args.max_restarts,
             pause_between=args.pause_between,
             print_only=args.ray_print_only,
+            wait=args.ray_wait,
+            launcher_argv=_job_argv(args),
         )
 
     # ---- render ----
@@ -406,11 +440,22 @@ class RayBackend(Backend):
         """Connect to the cluster (importing ray); ``submit`` does it when needed. Idempotent."""
         if self._remote is not None:
             return
-        host = self.address.rsplit(":", 1)[0] if self.address not in ("auto", "local") else ""
+        # auto: RAY_ADDRESS when set (a Ray job's entrypoint gets it), else Ray's own discovery.
+        target = os.environ.get("RAY_ADDRESS", "") if self.address == "auto" else self.address
+        host, _, port = target.rpartition(":") if target not in ("", "local", "auto") else ("", "", "")
         if self.address == "local" or host in _LOOPBACK:
             # Ray otherwise replaces a loopback address with the machine's primary IP, which a head bound
             # to 127.0.0.1 (scripts/ray-local.sh) does not listen on; read once, when ray is imported.
             os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+        if host and port.isdigit():
+            # ray.init retries an unreachable GCS for minutes; one clear error instead.
+            try:
+                socket.create_connection((host.strip("[]"), int(port)), timeout=10).close()
+            except OSError as exc:
+                raise LaunchError(
+                    f"--ray_address {self.address}: nothing answers at {target} ({exc}); start a head "
+                    "(bash scripts/ray-local.sh start) or pass HOST:PORT of a running one"
+                ) from None
         try:
             import ray
         except ImportError:
@@ -422,12 +467,13 @@ class RayBackend(Backend):
             if self.address == "local":
                 kwargs.update(include_dashboard=False, _node_ip_address="127.0.0.1")
             try:
-                ray.init(address=None if self.address == "local" else self.address, **kwargs)
+                context = ray.init(address=None if self.address == "local" else self.address, **kwargs)
             except (ConnectionError, RuntimeError, ValueError) as exc:
                 raise LaunchError(
                     f"--ray_address {self.address}: cannot connect to a Ray cluster: {exc}; start one "
                     "(bash scripts/ray-local.sh start) or pass HOST:PORT of a running head"
                 ) from None
+            self._dashboard_url = getattr(context, "dashboard_url", "") or ""
         self._ray = ray
         options: dict[str, Any] = {
             "num_cpus": self.cpus_per_job,
@@ -444,6 +490,9 @@ class RayBackend(Backend):
         if not rendered:
             return
         self.connect()
+        if not self.attach:
+            self._submit_launcher_job(rendered)
+            return
         token = secrets.token_hex(8)
         for experiment_dir in sorted({r.planned.experiment_dir for r in rendered}):
             atomic_write(os.path.join(experiment_dir, PROBE_NAME), token + "\n")
@@ -532,7 +581,33 @@ class RayBackend(Backend):
             f" after {member.status.restarts} restart(s)" if member.status.restarts else ""
         )
 
+    def _submit_launcher_job(self, rendered: Sequence[RenderedJob]) -> None:
+        """Without --ray_wait: run this launcher (with --ray_wait) as a Ray job on the head, and return.
+
+        The job's driver owns the member tasks, so they outlive this process; ``ray job stop <id>`` sends it
+        SIGTERM, and it cancels every member first.
+        """
+        from ray.job_submission import JobSubmissionClient
+
+        if not self._dashboard_url:
+            raise LaunchError(
+                "--ray_address: the cluster has no dashboard (Ray's job API), so the launcher cannot submit "
+                "itself as a Ray job; pass --ray_wait to watch the population from here"
+            )
+        entrypoint = f"cd {shlex.quote(self.cwd)} && {shlex.join(self.launcher_argv)}"
+        client = JobSubmissionClient(f"http://{self._dashboard_url}")
+        try:
+            job_id = client.submit_job(entrypoint=entrypoint, runtime_env=self.runtime_env or None)
+        except Exception as exc:  # the job API's errors are plain RuntimeError / requests errors
+            raise LaunchError(f"ray job submit to {self._dashboard_url} failed: {exc}") from None
+        log.info("submitted as Ray job %s: ray job logs -f %s / ray job stop %s", job_id, job_id, job_id)
+        for r in rendered:
+            status = JobStatus(name=r.name, job_id=job_id, reason=f"in Ray job {job_id}")
+            self._members.append(_Member(rendered=r, status=status, spec={"log_path": r.path or ""}))
+
     def poll(self) -> list[JobStatus]:
+        if not self.attach:
+            return [JobStatus(**vars(m.status)) for m in self._members]
         running = [m for m in self._members if m.ref is not None]
         if running:
             ready, _ = self._ray.wait([m.ref for m in running], num_returns=len(running), timeout=0)
