@@ -36,11 +36,18 @@ except Exception:
 EOF
 }
 
+pid_alive() {  # pid_alive PID: running and not a zombie (Ray's daemons outlive `ray start`, their parent,
+    # and where nothing reaps them they stay zombies, which `kill -0` still finds)
+    local state
+    state="$( { sed 's/.*) //' "/proc/$1/stat" | cut -d' ' -f1; } 2>/dev/null || true)"
+    [[ -n "$state" && "$state" != "Z" ]]
+}
+
 head_alive() {  # every pid in the pid file is alive
     [[ -s "$PIDS" ]] || return 1
     local pid
     while read -r pid; do
-        kill -0 "$pid" 2>/dev/null || return 1
+        pid_alive "$pid" || return 1
     done < "$PIDS"
 }
 
@@ -101,12 +108,12 @@ stop() {
     for pid in $pids; do kill -TERM "$pid" 2>/dev/null || true; done
     for _ in $(seq 1 40); do
         local left=0
-        for pid in $pids; do kill -0 "$pid" 2>/dev/null && left=1; done
+        for pid in $pids; do pid_alive "$pid" && left=1; done
         ((left == 0)) && break
         sleep 0.25
     done
     for pid in $pids; do
-        if kill -0 "$pid" 2>/dev/null; then
+        if pid_alive "$pid"; then
             say "pid $pid ignored SIGTERM for 10 s; sending SIGKILL"
             kill -KILL "$pid" 2>/dev/null || true
         fi
