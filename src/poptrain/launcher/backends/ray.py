@@ -290,14 +290,25 @@ class _Member:
     ref: Any = None
     """The running task's ObjectRef (None while queued or once terminal)."""
     attempt: int = 0
-    submitted_at: float = 0.0
+    """The current attempt, 1-based (0 before the first submission)."""
     started_at: float = 0.0
+    """monotonic() when the launcher first saw this attempt's ray_attempt.json (0: not started yet)."""
     runtime_before_s: float = 0.0
+    """Seconds run by earlier attempts."""
     cancel_requested: bool = False
 
 
 class RayBackend(Backend):
-    """One Ray task per experiment on an existing (or private) Ray cluster."""
+    """One Ray task per experiment on an existing (or private) Ray cluster.
+
+    ``address``: ``auto`` / ``HOST:PORT`` / ``local`` (--ray_address). ``gpus_per_job``, ``cpus_per_job``: what
+    each task asks Ray for (fractions allowed). ``runtime_env``: Ray runtime_env of every task (and of the
+    launcher's Ray job without --ray_wait); ``runtime_env_source``: its file, shown by render.
+    ``max_restarts``: starts after a non-zero exit or a dead worker/node. ``pause_between``: seconds between two
+    task submissions. ``print_only``: --ray_print_only. ``cwd``: the members' working directory (default: the
+    launcher's). ``poll_interval_s``: longest wait between two polls. ``kill_grace_s``: SIGTERM -> SIGKILL
+    delay on cancel. ``wait``: --ray_wait (False: submit ``launcher_argv`` as a Ray job instead).
+    """
 
     name = "ray"
     attached = False
@@ -523,7 +534,7 @@ class RayBackend(Backend):
             member.attempt += 1
             spec = dict(member.spec, attempt=member.attempt)
             member.ref = self._remote.remote(spec)
-            member.submitted_at = self._last_submit = time.monotonic()
+            self._last_submit = time.monotonic()
             member.started_at = 0.0
             member.status.state = JobState.PENDING
             member.status.job_id = member.ref.task_id().hex()
