@@ -218,6 +218,8 @@ def run_member(spec: dict[str, Any]) -> dict[str, Any]:
         "worker_pid": os.getpid(),
         "started": time.time(),
     }
+    # The launcher's atomic_write (temp + os.replace), as the slurm backend's records: poptrain.checkpoints'
+    # imports torch, which would add seconds and ~300 MB to every Ray worker that runs a member.
     atomic_write(os.path.join(os.path.dirname(log_path), ATTEMPT_NAME), json.dumps(record))
     pidfd = _pidfd_open(child.pid)
     try:
