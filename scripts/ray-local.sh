@@ -20,6 +20,10 @@ DIR="${POPTRAIN_RAY_DIR:-/tmp/poptrain-ray}"
 PORT="${POPTRAIN_RAY_PORT:-6379}"
 DASHBOARD_PORT="${POPTRAIN_RAY_DASHBOARD_PORT:-8265}"
 CPUS="${POPTRAIN_RAY_CPUS:-$(nproc --all)}"
+# Logical GPUs the head advertises (default 2): Ray accounts and assigns them like real ones and sets each
+# task's CUDA_VISIBLE_DEVICES, so the tests check GPU pinning on a machine without one; nothing opens a device.
+# Set it to the real count (or leave Ray to detect: POPTRAIN_RAY_GPUS=detect) on a GPU machine.
+GPUS="${POPTRAIN_RAY_GPUS:-2}"
 PIDS="$DIR/pids"
 RAY="${RAY:-ray}"
 
@@ -76,7 +80,9 @@ start() {
     stop >/dev/null 2>&1 || true
     mkdir -p "$DIR/s"
     local t0=$SECONDS
-    RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 "$RAY" start --head --num-cpus "$CPUS" --num-gpus 0 \
+    local gpu_flag=(--num-gpus "$GPUS")
+    [[ "$GPUS" == detect ]] && gpu_flag=()
+    RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 "$RAY" start --head --num-cpus "$CPUS" "${gpu_flag[@]}" \
         --node-ip-address 127.0.0.1 --port "$PORT" --temp-dir "$DIR/s" --disable-usage-stats \
         --include-dashboard true --dashboard-host 127.0.0.1 --dashboard-port "$DASHBOARD_PORT" \
         > "$DIR/start.log" 2>&1 || {
@@ -96,7 +102,7 @@ start() {
     mv -f "$PIDS.tmp.$$" "$PIDS"
     echo "127.0.0.1:$PORT" > "$DIR/address.tmp.$$"
     mv -f "$DIR/address.tmp.$$" "$DIR/address"
-    say "up in $((SECONDS - t0)) s: 127.0.0.1:$PORT, $CPUS CPUs, $(wc -l < "$PIDS") processes"
+    say "up in $((SECONDS - t0)) s: 127.0.0.1:$PORT, $CPUS CPUs, $GPUS GPUs, $(wc -l < "$PIDS") processes"
     echo "export RAY_ADDRESS=127.0.0.1:$PORT"
 }
 

@@ -355,3 +355,31 @@ def test_without_ray_wait_the_launcher_submits_itself_as_a_ray_job(ray_cluster: 
     finally:
         if not client.get_job_status(job_id).is_terminal():
             client.stop_job(job_id)
+
+
+@pytest.mark.ray
+@pytest.mark.timeout(180)
+def test_each_member_sees_the_gpus_ray_assigned_it(ray_cluster: str, tmp_path: Path) -> None:
+    # scripts/ray-local.sh advertises 2 logical GPUs (POPTRAIN_RAY_GPUS): Ray assigns them as real ones
+    backend = RayBackend(
+        address=ray_cluster,
+        runtime_env=ray_runtime_env(),
+        gpus_per_job=1,
+        cpus_per_job=0.5,
+        poll_interval_s=0.1,
+    )
+    backend.connect()  # before this test imports ray: connect() sets how ray reads a loopback address
+    import ray
+
+    gpus = int(ray.cluster_resources().get("GPU", 0))
+    if gpus < 2:
+        pytest.skip(f"the Ray head has {gpus} GPU(s); start it with POPTRAIN_RAY_GPUS=2")
+    planned = list(child_run("gpu", [{"sleep": 3, "i": i} for i in range(2)]).plan(str(tmp_path / "train")))
+    backend.submit(backend.render(planned))
+    statuses = backend.wait(timeout_s=120)
+    assert [s.state for s in statuses] == [JobState.COMPLETED] * 2, statuses
+    seen = [_read_json(Path(p.output_dir) / "argv.json")["env"]["CUDA_VISIBLE_DEVICES"] for p in planned]
+    # running at the same time, one GPU each: two different ones, each named in the member's log header
+    assert sorted(seen) == ["0", "1"], seen
+    for p, gpu in zip(planned, seen, strict=True):
+        assert f"CUDA_VISIBLE_DEVICES={gpu}:" in (Path(p.output_dir) / "log.txt").read_text()

@@ -185,7 +185,8 @@ def run_member(spec: dict[str, Any]) -> dict[str, Any]:
     if spec["gpus_per_job"] > 0:
         import ray
 
-        # Ray's assignment on this node; the child sees exactly these GPUs.
+        # Ray's assignment on this node; the child sees exactly these GPUs. Ray sets the worker's own
+        # CUDA_VISIBLE_DEVICES too, except under RAY_EXPERIMENTAL_NOSET_CUDA_VISIBLE_DEVICES: set it here.
         gpus = ",".join(str(g) for g in ray.get_gpu_ids())
         env["CUDA_VISIBLE_DEVICES"] = gpus
     log_path = spec["log_path"]
