@@ -1,7 +1,8 @@
 """One contract, every backend: render -> submit -> observe -> cancel.
 
 processes runs local children; slurm runs on the real local cluster (skipped when it is not up: start it
-with `bash scripts/slurm-local.sh start`); ngc runs through a recording fake ``ngc`` on PATH that executes
+with `bash scripts/slurm-local.sh start`); ray runs Ray tasks on the real local head (skipped when it is not
+up: `bash scripts/ray-local.sh start`; CI requires it); ngc runs through a recording fake ``ngc`` on PATH that executes
 the rendered --commandline with bash, so quoting is exercised end to end.
 """
 
@@ -13,11 +14,12 @@ import time
 from pathlib import Path
 
 import pytest
-from launcher_helpers import child_run
+from launcher_helpers import child_run, ray_runtime_env
 
 from poptrain.launcher.backends import Backend, JobState
 from poptrain.launcher.backends.ngc import NgcBackend
 from poptrain.launcher.backends.processes import ProcessesBackend
+from poptrain.launcher.backends.ray import RayBackend
 from poptrain.launcher.backends.slurm import SlurmBackend
 
 HOSTILE = {
@@ -62,10 +64,13 @@ HOSTILE_ARGV = [
 ]
 
 
-@pytest.fixture(params=["processes", "slurm", "ngc"])
+@pytest.fixture(params=["processes", "slurm", "ngc", "ray"])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
     if request.param == "processes":
         return ProcessesBackend(max_parallel=2, pause_between=0, poll_interval_s=0.05, kill_grace_s=3)
+    if request.param == "ray":
+        address = request.getfixturevalue("ray_cluster")
+        return RayBackend(address=address, runtime_env=ray_runtime_env(), poll_interval_s=0.1, kill_grace_s=3)
     if request.param == "slurm":
         request.getfixturevalue("slurm_cluster")
         return SlurmBackend(

@@ -4,6 +4,7 @@
     poptrain-launch --run poptrain.experiments.cartpole_sweep --backend slurm --slurm_gpus_per_job 0 \\
         --slurm_wait
     poptrain-launch --run poptrain.experiments.cartpole_sweep --backend ngc --ngc_print_only
+    poptrain-launch --run poptrain.experiments.cartpole_pbt --backend ray --ray_address HEAD:6379 --ray_wait
 
 Exit codes: 0 all experiments succeeded (or were submitted / printed); 1 an experiment failed or could not
 be submitted, or the --run module could not be imported / has no RUN_DESCRIPTION; 2 bad arguments;
@@ -279,7 +280,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1 if failed else 0
 
     try:
-        statuses, signum = watch(backend, StatusDisplay(), stop_jobs_on_signal=backend.attached)
+        statuses, signum = watch(
+            backend, StatusDisplay(), stop_jobs_on_signal=backend.attached or backend.owns_jobs
+        )
     except PoptrainError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
