@@ -188,18 +188,22 @@ def print_schedule(schedule: Any) -> None:
 def cmd_replay(args: argparse.Namespace) -> int:
     from poptrain.report import replay
     from poptrain.report.schedule import build_schedule
+    from poptrain.untrusted import safe_overrides
 
     view = _load(args.path, args.stale_after)
     for note in view.notes:
         print(f"note: {note}", file=sys.stderr)
     member = _pick_member(view, args.member)
     schedule = build_schedule(member, view.histories, view.lineage)
+    meta = view.latest(member)
+    keys = sorted({k for p in schedule.points for k in p.params}, key=str)
+    # recorded overrides and params are workspace content: only config keys may become argv
+    recorded = safe_overrides(meta.overrides, f"replay: member {member}'s recorded overrides")
+    base = replay.base_overrides(recorded, keys)
+    schedule = replay.vet_schedule(schedule, base)
     print_schedule(schedule)
     if args.print:
         return 0
-    meta = view.latest(member)
-    keys = sorted({k for p in schedule.points for k in p.params})
-    base = replay.base_overrides(meta.overrides, keys)
     first = schedule.points[0].params if schedule.points else {}
     from poptrain.report.overrides import hydra_value, merge_overrides
 

@@ -45,6 +45,7 @@ from poptrain.pbt.restart import pop_restart_state, restart_argv, restart_proces
 from poptrain.pbt.selection import candidates_from_metas, decide
 from poptrain.pbt.selection import rank as rank_candidates
 from poptrain.pbt.workspace import MemberMeta, Workspace
+from poptrain.untrusted import is_number, safe_params, shown
 
 log = logging.getLogger(__name__)
 
@@ -372,7 +373,7 @@ class PbtAlgoObserver(AlgoObserver):
             log.warning("PBT member %d: cannot copy leader %d (%s); keeping own weights", self.member, leader.member, exc)
             return
         old = dict(self.params)
-        new, changed = self._mutated(leader.params, "exploit")
+        new, changed = self._mutated(self._leader_params(leader), "exploit")
         differs = sorted(k for k in new if new[k] != old.get(k))
         state["epoch"], state["frame"] = int(self.algo.epoch_num), int(self.algo.frame)  # keep own counters
         self.exploits += 1
@@ -395,6 +396,18 @@ class PbtAlgoObserver(AlgoObserver):
             return
         self.ws.append_lineage("exploit", self.member, mode="restart", **event)
         self._restart(new, state, decision_time, "exploit", float(leader.objective))
+
+    def _leader_params(self, leader: MemberMeta) -> dict[str, Any]:
+        """Own params with the leader's values of OUR mutation keys: the leader's metadata is workspace content
+        (anyone can write it, checksum included), and its keys become argv on a restart. Other keys, keys
+        ``untrusted.refusal`` refuses and non-numeric values are dropped with one warning; a key the leader lacks
+        (a different mutation set) keeps our own value."""
+        where = f"PBT member {self.member}: params of leader {leader.member}"
+        theirs = safe_params(leader.params, self.keys, where)
+        bad = sorted(k for k, v in theirs.items() if not is_number(v))
+        if bad:
+            log.warning("%s: ignoring non-numeric values of %s", where, [shown(k) for k in bad])
+        return {**self.params, **{k: v for k, v in theirs.items() if k not in bad}}
 
     def _mutate_own(self, frames: int) -> None:
         decision_time = time.time()

@@ -17,7 +17,10 @@ Guarantees:
 - Readers read metadata only (never weights, except ``load_state`` of the one checkpoint being copied).
   A corrupt, truncated, partial, stray or foreign file is skipped with ONE warning per file (per version of
   it), and the sha256 checksum makes sure a reader never returns a value that differs from what was written.
-- Lineage lines are appended with one ``os.write`` of the whole line to an ``O_APPEND`` descriptor.
+- Lineage lines are appended with one ``os.write`` of the whole line to an ``O_APPEND`` descriptor; each carries
+  a sha256 over its other fields and every standard field is type-checked on read (bad lines: one warning, skipped).
+  Like the metadata checksum, it catches corruption, not forgery: values that become argv are filtered by
+  ``poptrain.untrusted`` wherever they are used.
 """
 
 from __future__ import annotations
@@ -244,6 +247,44 @@ def _check_types(f: Mapping[str, Any]) -> None:
     if problems:
         shown = ", ".join(f"{n}={f[n]!r}" for n in problems)
         raise ValueError(f"metadata fields have wrong types: {shown}")
+
+
+def _lineage_problem(rec: dict[str, Any], checked: bool = False) -> str:
+    """Why ``rec`` is not a valid lineage record ('' when it is): every standard field type-checked, and with
+    ``checked`` its ``sha256`` verified (a line edited, truncated or garbled after it was written fails)."""
+
+    def is_int(v: Any, lo: int = 0) -> bool:
+        return type(v) is int and v >= lo
+
+    def opt_int(v: Any) -> bool:
+        return v is None or is_int(v)
+
+    def params(v: Any) -> bool:
+        return isinstance(v, dict) and all(isinstance(k, str) for k in v)
+
+    problems = []
+    if not (isinstance(rec.get("event"), str) and _EVENT_RE.match(rec["event"])):
+        problems.append("event")
+    if not is_int(rec.get("member")):
+        problems.append("member")
+    problems += [n for n in ("source", "source_iteration", "iteration", "frames") if not opt_int(rec.get(n))]
+    problems += [n for n in ("old_params", "new_params") if not params(rec.get(n))]
+    changed = rec.get("changed")
+    if not (isinstance(changed, list) and all(isinstance(c, str) for c in changed)):
+        problems.append("changed")
+    if not (rec.get("mode") is None or isinstance(rec.get("mode"), str)):
+        problems.append("mode")
+    t = rec.get("time")
+    if not (isinstance(t, (int, float)) and not isinstance(t, bool) and math.isfinite(t)):
+        problems.append("time")
+    if problems:
+        return "wrong or missing field(s) " + ", ".join(problems)
+    if checked:
+        digest = rec.get("sha256")
+        body = {k: v for k, v in rec.items() if k != "sha256"}
+        if not isinstance(digest, str) or digest != _digest(body):
+            return "sha256 missing or does not match the line (corrupt or edited)"
+    return ""
 
 
 def _digest(fields: Mapping[str, Any]) -> str:
@@ -483,8 +524,14 @@ class Workspace:
             "time": _time.time(),
         }
         record.update(fields)
+        record.pop("sha256", None)
         record = _plain_data(record, "lineage")
-        line = (json.dumps(record, sort_keys=True, allow_nan=True) + "\n").encode("utf-8")
+        problem = _lineage_problem(record)
+        if problem:
+            raise ValueError(f"lineage record: {problem}")
+        # like metadata: a reader never acts on a line changed after it was written
+        signed = {**record, "sha256": _digest(record)}
+        line = (json.dumps(signed, sort_keys=True, allow_nan=True) + "\n").encode("utf-8")
         path = self.lineage_path
         try:
             self.root.mkdir(parents=True, exist_ok=True)
@@ -519,19 +566,18 @@ class Workspace:
                 continue
             try:
                 rec = json.loads(line.decode("utf-8"))
-                ok = (
-                    isinstance(rec, dict)
-                    and isinstance(rec.get("event"), str)
-                    and type(rec.get("member")) is int
-                )
-            except (UnicodeDecodeError, ValueError, RecursionError):
-                ok = False
-            if not ok:
+                why = "not a JSON object" if not isinstance(rec, dict) else _lineage_problem(rec, checked=True)
+            except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+                why = f"not JSON ({type(exc).__name__})"
+            if why:
                 key = (lineno, hashlib.sha1(line).hexdigest())
                 if key not in self._warned_lines:
                     self._warned_lines.add(key)
-                    log.warning("PBT workspace: skipping corrupt line %d of %s", lineno, self.lineage_path)
+                    log.warning(
+                        "PBT workspace: skipping corrupt line %d of %s: %s", lineno, self.lineage_path, why
+                    )
                 continue
+            rec.pop("sha256")
             out.append(rec)
         return out
 
