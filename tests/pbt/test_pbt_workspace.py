@@ -387,10 +387,16 @@ def test_ensure_population(tmp_path):
         ws.ensure_population(4)
 
 
-def _write_claim(ws: Workspace, member: int, **claim) -> None:
+def _write_claim(ws: Workspace, member: int, text: str | None = None, **claim) -> None:
+    """A newer claim generation with ``claim`` (or raw ``text``) in it, as another process would leave it."""
     d = ws.member_dir(member)
     d.mkdir(parents=True, exist_ok=True)
-    (d / "claim.json").write_text(json.dumps(claim))
+    gens = [int(p.name.split(".")[1]) for p in d.glob("claim.*.json")]
+    (d / f"claim.{max(gens, default=-1) + 1:06d}.json").write_text(json.dumps(claim) if text is None else text)
+
+
+def _claim_files(ws: Workspace, member: int) -> list[str]:
+    return sorted(p.name for p in ws.member_dir(member).glob("claim.*.json"))
 
 
 def test_claim_range_and_own_reclaim(tmp_path):
@@ -400,14 +406,15 @@ def test_claim_range_and_own_reclaim(tmp_path):
     with pytest.raises(WorkspaceError, match="policy_idx=-1"):
         ws.claim(-1, 4)
     token = ws.claim(1, 4)
-    claim = json.loads((tmp_path / "001" / "claim.json").read_text())
+    claim = ws.current_claim(1)
     assert claim["token"] == token and claim["pid"] == os.getpid() and claim["host"] == socket.gethostname()
     token2 = ws.claim(1, 4)  # same pid (what os.execv keeps): ours, taken again
-    assert token2 != token
+    assert token2 != token and _claim_files(ws, 1) == ["claim.000001.json"]  # older generations removed
     ws.release_claim(1, token)  # stale token: no effect
-    assert (tmp_path / "001" / "claim.json").exists()
+    assert ws.current_claim(1)["token"] == token2
     ws.release_claim(1, token2)
-    assert not (tmp_path / "001" / "claim.json").exists()
+    assert ws.current_claim(1) is None and _claim_files(ws, 1) == ["claim.000002.json"]  # the counter stays
+    assert ws.claim(1, 4)
 
 
 def test_claim_refuses_duplicate_live_member_and_takes_over_dead_one(tmp_path):
@@ -422,7 +429,7 @@ def test_claim_refuses_duplicate_live_member_and_takes_over_dead_one(tmp_path):
         live.kill()
         live.wait()
     token = ws.claim(2, 4)  # the process is gone: its claim is taken over
-    assert json.loads((tmp_path / "002" / "claim.json").read_text())["token"] == token
+    assert ws.current_claim(2)["token"] == token
 
 
 def test_claim_from_another_host_uses_staleness(tmp_path):
@@ -432,8 +439,7 @@ def test_claim_from_another_host_uses_staleness(tmp_path):
         ws.claim(0, 2)
     _write_claim(ws, 0, pid=1, host="elsewhere-node", time=time.time() - 600, token="x")
     assert ws.claim(0, 2)
-    (tmp_path / "001").mkdir()
-    (tmp_path / "001" / "claim.json").write_text("{garbage")
+    _write_claim(ws, 1, text="{garbage")
     assert ws.claim(1, 2)
 
 
@@ -446,16 +452,14 @@ def test_resolve_root(tmp_path):
 
 def test_a_requeued_slurm_job_takes_over_its_own_fresh_claim_from_another_node(tmp_path, monkeypatch):
     ws = Workspace(tmp_path, stale_after_s=600)
-    path = tmp_path / "000" / "claim.json"
-    path.parent.mkdir()
     fresh = {"pid": 1, "host": "node-a", "time": time.time() - 5, "token": "x", "job": "4242"}
-    path.write_text(json.dumps(fresh))
+    _write_claim(ws, 0, **fresh)
     monkeypatch.setenv("SLURM_JOB_ID", "777")  # another job: a live duplicate on node-a
     with pytest.raises(WorkspaceError, match="node-a"):
         ws.claim(0, 2)
     monkeypatch.setenv("SLURM_JOB_ID", "4242")  # the same job, requeued onto this node
     token = ws.claim(0, 2)
-    claim = json.loads(path.read_text())
+    claim = ws.current_claim(0)
     assert claim["token"] == token and claim["job"] == "4242" and claim["host"] == socket.gethostname()
     ws.release_claim(0, token)
-    assert not path.exists()
+    assert ws.current_claim(0) is None

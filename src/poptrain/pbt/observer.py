@@ -328,7 +328,7 @@ class PbtAlgoObserver(AlgoObserver):
                 f"(grace period pbt.objective_grace_steps={grace}); {self._nonfinite} non-finite values seen"
             )
         self.iteration += 1
-        self.ws.write_checkpoint(self._meta(frames, objective), self._state())
+        self.ws.write_checkpoint(self._meta(frames, objective), self._state(), self._start.claim_token)
 
         now = time.time()
         population = self.ws.read_population(now=now)
@@ -467,7 +467,9 @@ class PbtAlgoObserver(AlgoObserver):
         self._flush_pending()
         self.iteration += 1
         frames = int(self.algo.frame)
-        self.ws.write_checkpoint(self._meta(frames, self.objective(), finished=True), self._state())
+        self.ws.write_checkpoint(
+            self._meta(frames, self.objective(), finished=True), self._state(), self._start.claim_token
+        )
         self.export_best()
         if self._start.claim_token:
             self.ws.release_claim(self.member, self._start.claim_token)
