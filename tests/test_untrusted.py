@@ -131,3 +131,24 @@ def test_lineage_lines_carry_a_checksum_and_bad_lines_are_skipped(tmp_path, capl
 def test_append_lineage_refuses_a_record_its_reader_would_skip(tmp_path):
     with pytest.raises(ValueError, match="source"):
         Workspace(tmp_path).append_lineage("exploit", 1, source="leader")
+
+
+def test_play_overrides_from_a_forged_saved_config_read_no_environment_and_no_hostile_keys(
+    monkeypatch, caplog
+):
+    from poptrain.report.overrides import config_overrides
+
+    monkeypatch.setenv("POPTRAIN_TEST_SECRET", "s3cr3t-value")
+    saved = {
+        "task": {
+            "name": "Cartpole",
+            "env": {"maxEffort": "${oc.env:POPTRAIN_TEST_SECRET}", "resetDist": 0.2},
+        },
+        "train": {"params": {"config": {"gamma": 0.9, "x=1,hydra.run.dir": 3}}},
+    }
+    with caplog.at_level(logging.WARNING):
+        overrides = config_overrides(saved)
+    joined = " ".join(overrides)
+    assert "s3cr3t" not in joined and "hydra" not in joined and "maxEffort" not in joined
+    assert "train.params.config.gamma=0.9" in overrides and "task.env.resetDist=0.2" in overrides
+    assert "read the environment" in caplog.text and "untrusted key" in caplog.text

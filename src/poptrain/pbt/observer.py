@@ -20,14 +20,17 @@ first start (except member 0) mutates its initial hyperparameters in the config 
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import errno
 import fcntl
 import logging
 import math
+import os
 import random
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,15 +74,13 @@ _START = StartInfo()
 
 
 def current_overrides() -> list[str]:
-    """The Hydra command-line overrides of this process ([] outside a Hydra app)."""
-    try:
-        from hydra.core.hydra_config import HydraConfig
+    """The Hydra command-line overrides of this process ([] outside a Hydra app). Any other failure propagates:
+    it used to return [] on every error, and a restart then lost ``task`` and ``policy_idx``."""
+    from hydra.core.hydra_config import HydraConfig
 
-        if HydraConfig.initialized():
-            return list(HydraConfig.get().overrides.task)
-    except Exception:  # noqa: BLE001 - no Hydra context
-        pass
-    return []
+    if not HydraConfig.initialized():
+        return []
+    return list(HydraConfig.get().overrides.task)
 
 
 def workspace_for(cfg: DictConfig, params: PbtParams) -> Workspace:
@@ -103,6 +104,9 @@ def initial_pbt_check(cfg: DictConfig) -> StartInfo:
     ws = workspace_for(cfg, params)
     ws.ensure_population(int(params.num_policies))
     token = ws.claim(member, int(params.num_policies))
+    # the slot is ours now (claims are exclusive): temp files in it are leftovers of an earlier process of this
+    # member killed mid-write (SIGKILL, OOM, preemption), never another writer's
+    ws.remove_temp_files(member)
     keys = list(params.mutation)
     _START = StartInfo(claim_token=token)
 
@@ -123,11 +127,11 @@ def initial_pbt_check(cfg: DictConfig) -> StartInfo:
         )
         return _START
 
-    latest = ws.latest(member)
+    latest = _resume_point(ws, member) if not cfg.checkpoint else ws.latest(member)
     if latest is not None:
         apply_params(cfg, {k: v for k, v in latest.params.items() if k in keys})
         ckpt = ws.member_dir(member) / latest.checkpoint
-        if ckpt.is_file() and not cfg.checkpoint:
+        if not cfg.checkpoint:
             cfg.checkpoint = str(ckpt)
         _START = StartInfo(
             claim_token=token,
@@ -143,7 +147,7 @@ def initial_pbt_check(cfg: DictConfig) -> StartInfo:
             frames=latest.frames, old_params=latest.params, new_params=latest.params, changed=[],
             mode=None, checkpoint=str(ckpt),
         )
-        log.info("PBT member %d resumes from iteration %d (%s)", member, latest.iteration, ckpt)
+        log.info("PBT member %d resumes from iteration %d (%s)", member, latest.iteration, cfg.checkpoint)
         return _START
 
     earlier = [e for e in ws.read_lineage() if e.get("member") == member and e.get("event") == "mutate"]
@@ -161,6 +165,34 @@ def initial_pbt_check(cfg: DictConfig) -> StartInfo:
             old_params=old, new_params=new, changed=changed, mode="initial",
         )
     return _START
+
+
+def _resume_point(ws: Workspace, member: int) -> MemberMeta | None:
+    """The newest metadata of ``member`` whose checkpoint loads (None: never wrote metadata).
+
+    A resume used to log "resumes" and silently train from scratch when the newest checkpoint was gone. Now an
+    unreadable or missing newest checkpoint falls back to the newest older one that loads (cleanup keeps
+    ``keep_checkpoints`` of them), with a warning naming what was skipped; with none left it is an error:
+    training from scratch under the old iteration counter would make the member's history lie."""
+    history = ws.member_history(member)
+    skipped: list[str] = []
+    for meta in reversed(history):
+        try:
+            ws.load_state(meta)
+        except WorkspaceError as exc:
+            skipped.append(f"iteration {meta.iteration}: {exc}")
+            continue
+        if skipped:
+            log.warning("PBT member %d: newest checkpoint(s) unusable, resuming from iteration %d instead (%s)",
+                        member, meta.iteration, "; ".join(skipped))
+        return meta
+    if history:
+        raise WorkspaceError(
+            f"PBT member {member} cannot resume: its metadata goes up to iteration {history[-1].iteration} but no "
+            f"checkpoint of it loads ({'; '.join(skipped[:3])}); remove {str(ws.member_dir(member))!r} to start "
+            "this member from scratch, or pass checkpoint=<file> to resume from another one"
+        )
+    return None
 
 
 def _plain(value: Any) -> Any:
@@ -428,6 +460,11 @@ class PbtAlgoObserver(AlgoObserver):
     def _restart(
         self, new: dict[str, Any], state: dict[str, Any], decision_time: float, event: str, objective: float
     ) -> None:
+        if not self.overrides:
+            raise ConfigError(
+                f"PBT member {self.member} cannot restart: its command-line overrides are unknown (not started "
+                "through poptrain.train's Hydra app?); a restart without them would lose task and pbt.policy_idx"
+            )
         path = Path(self.algo.nn_dir) / "pbt_restart.pth"  # the member's own folder, not the shared workspace
         atomic_torch_save(state, path)
         self.restarts += 1
@@ -475,10 +512,11 @@ class PbtAlgoObserver(AlgoObserver):
             self.ws.release_claim(self.member, self._start.claim_token)
 
     def export_best(self) -> None:
-        """Copy the best member's newest checkpoint + its full config into best/ (under a file lock)."""
-        lock_path = Path(self.ws.root) / ".best.lock"
-        with open(lock_path, "a+") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        """Copy the best member's newest checkpoint + its full config into best/ (under a file lock).
+
+        Never fatal: training has finished when this runs. A failure (no flock on this file system, best/
+        replaced by a symbolic link, a full disk) is one warning naming the cause."""
+        with _best_lock(Path(self.ws.root) / ".best.lock"):
             population = self.ws.read_population(include_stale=True)
             finite = [m for m in population.values() if math.isfinite(m.objective)]
             if not finite:
@@ -486,15 +524,80 @@ class PbtAlgoObserver(AlgoObserver):
             best = max(finite, key=lambda m: (m.objective, -m.member))
             try:
                 state = self.ws.load_state(best)
+                cfg_copy = copy.deepcopy(self.cfg)
+                apply_params(cfg_copy, {k: v for k, v in best.params.items() if k in self.keys})
+                cfg_copy.pbt.policy_idx = best.member
+                cfg_copy.experiment = best.experiment
+                config = exportable_config(cfg_copy)
+                config["checkpoint"] = ""
+                self.ws.export_best(best, state, config)
             except WorkspaceError as exc:
                 log.warning("cannot export best member %d: %s", best.member, exc)
                 return
-            cfg_copy = copy.deepcopy(self.cfg)
-            apply_params(cfg_copy, {k: v for k, v in best.params.items() if k in self.keys})
-            cfg_copy.pbt.policy_idx = best.member
-            cfg_copy.experiment = best.experiment
-            config: dict[str, Any] = OmegaConf.to_container(cfg_copy, resolve=True)  # type: ignore[assignment]
-            config["checkpoint"] = ""
-            self.ws.export_best(best, state, config)
             log.info("PBT best member %d (objective %.3f) exported to %s", best.member, best.objective,
                      Path(self.ws.root) / "best")
+
+
+#: errnos of flock() on a file system without locks (Lustre mounted without -o flock, some NFS setups)
+_NO_FLOCK = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL, errno.EBADF}
+
+
+@contextlib.contextmanager
+def _best_lock(path: Path) -> Iterator[None]:
+    """An exclusive flock on ``path`` (never following a link). Where the file system has no flock, export
+    without it and say so: each best/ file is still written atomically, meta.yaml last, so a reader sees a
+    complete export; two members finishing at the same moment may interleave, and the last one wins."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+    except OSError as exc:
+        log.warning("cannot open the best/ lock %s (%s); exporting without it", path, exc.strerror or exc)
+        yield
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError as exc:
+            if exc.errno not in _NO_FLOCK:
+                raise
+            log.warning("flock is not available on the file system of %s (errno %d: %s); exporting best/ "
+                        "without the lock (files stay atomic, the last export wins)", path, exc.errno,
+                        exc.strerror)
+        yield
+    finally:
+        os.close(fd)
+
+
+def exportable_config(cfg: DictConfig) -> dict[str, Any]:
+    """``cfg`` resolved for best/config.yaml, minus what the environment holds: a value that reads an environment
+    variable (``${oc.env:WANDB_API_KEY}``, also through other interpolations such as ``experiment``) is kept
+    as written instead of its value; a plain string holding such a value (e.g. an experiment name resolved by
+    the member) gets it replaced by ``<env>``. best/config.yaml and report.html are read by every co-user."""
+    raw: dict[str, Any] = OmegaConf.to_container(cfg, resolve=False)  # type: ignore[assignment]
+    resolved: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
+    secrets: set[str] = set()
+
+    def collect(r: Any, v: Any) -> None:
+        if isinstance(r, dict) and isinstance(v, dict):
+            for k in r:
+                collect(r[k], v.get(k))
+        elif isinstance(r, list) and isinstance(v, list):
+            for a, b in zip(r, v, strict=False):
+                collect(a, b)
+        elif isinstance(r, str) and "oc.env" in r and isinstance(v, str) and len(v) >= 4:
+            secrets.add(v)  # shorter values (e.g. "1") would redact half the config and are no secret
+
+    def scrub(r: Any, v: Any) -> Any:
+        if isinstance(v, dict):
+            return {k: scrub(r.get(k) if isinstance(r, dict) else None, x) for k, x in v.items()}
+        if isinstance(v, list):
+            rs = r if isinstance(r, list) else [None] * len(v)
+            return [scrub(a, b) for a, b in zip(rs, v, strict=False)]
+        if isinstance(v, str) and any(s in v for s in secrets):
+            if isinstance(r, str) and "${" in r:
+                return r
+            for s in secrets:
+                v = v.replace(s, "<env>")
+        return v
+
+    collect(raw, resolved)
+    return scrub(raw, resolved) if secrets else resolved

@@ -324,6 +324,24 @@ def _torch_bytes(state: Any) -> bytes:
     return buf.getvalue()
 
 
+def _no_link(d: Path) -> Path:
+    """``d`` unless it is a symbolic link: a member folder or best/ replaced by a link (anyone can write the
+    workspace) would make every write land wherever it points. WorkspaceError naming it."""
+    if d.is_symlink():
+        raise WorkspaceError(
+            f"{str(d)!r} is a symbolic link; refusing to write through it (a link in the shared workspace can point "
+            "anywhere): remove it, or use a fresh pbt.workspace"
+        )
+    return d
+
+
+def _read_no_link(path: Path) -> bytes:
+    """The file's bytes; OSError (ELOOP) when it is a symbolic link, which is never followed."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    with os.fdopen(fd, "rb") as f:
+        return f.read()
+
+
 def _pid_alive(pid: int) -> bool:
     if pid <= 0:  # os.kill(0 or -1, 0) signals a process group / every process: "alive" forever
         return False
@@ -376,7 +394,12 @@ class Workspace:
     def members(self) -> list[int]:
         """Member folders present (``000``, ``001``, ...), sorted."""
         try:
-            names = [e.name for e in os.scandir(self.root) if e.is_dir() and _MEMBER_DIR_RE.match(e.name)]
+            # never a symbolic link: a member folder pointing elsewhere would be read and written through
+            names = [
+                e.name
+                for e in os.scandir(self.root)
+                if e.is_dir(follow_symlinks=False) and _MEMBER_DIR_RE.match(e.name)
+            ]
         except FileNotFoundError:
             return []
         return sorted(int(n) for n in names)
@@ -416,7 +439,7 @@ class Workspace:
     def _read_meta(self, path: Path, member: int, iteration: int) -> MemberMeta | None:
         """Parse and verify one metadata file; None (one warning) when it is not valid."""
         try:
-            raw = path.read_bytes()
+            raw = _read_no_link(path)
         except FileNotFoundError:
             return None  # deleted between listing and reading
         except OSError as exc:
@@ -478,7 +501,7 @@ class Workspace:
         With ``claim_token``: WorkspaceError before writing anything when that token no longer holds the member."""
         if claim_token:
             self.check_claim(meta.member, claim_token)
-        d = self.member_dir(meta.member)
+        d = _no_link(self.member_dir(meta.member))
         pth = d / meta.checkpoint
         yml = d / f"{meta.iteration:06d}.yaml"
         payload = _torch_bytes(state)
@@ -495,6 +518,8 @@ class Workspace:
     def load_state(self, meta: MemberMeta) -> dict:
         """Load meta's checkpoint weights-only on CPU; WorkspaceError when it is gone or unreadable."""
         path = self.member_dir(meta.member) / meta.checkpoint
+        if path.is_symlink() or path.parent.is_symlink():
+            raise WorkspaceError(f"checkpoint {str(path)!r} is or lies under a symbolic link; not followed")
         if not path.is_file():
             raise WorkspaceError(
                 f"checkpoint {str(path)!r} of member {meta.member} iteration {meta.iteration} is gone "
@@ -657,10 +682,31 @@ class Workspace:
             except OSError as exc:
                 log.warning("PBT workspace: cannot delete %s: %s", path, exc)
 
+    def remove_temp_files(self, member: int) -> list[str]:
+        """Delete every ``.*.tmp`` in the member's folder (call only while holding its claim: then they are
+        leftovers of a writer of this member killed mid-write); returns the names removed."""
+        d = self.member_dir(member)
+        try:
+            names = [n for n in os.listdir(d) if n.startswith(".") and n.endswith(".tmp")]
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        removed = []
+        for name in names:
+            try:
+                (d / name).unlink()
+                removed.append(name)
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                log.warning("PBT workspace: cannot remove leftover temp file %s: %s", d / name, exc)
+        if removed:
+            log.info("PBT workspace: removed %d leftover temp file(s) of member %d", len(removed), member)
+        return removed
+
     # -- best -------------------------------------------------------------------------------------------
     def export_best(self, meta: MemberMeta, state: dict, config: Mapping[str, Any]) -> Path:
         """Write root/best/{checkpoint.pth, config.yaml, meta.yaml} atomically (meta last); return the folder."""
-        d = self.best_dir
+        d = _no_link(self.best_dir)
         _atomic_write(d / "checkpoint.pth", _torch_bytes(state))
         _atomic_write(d / "config.yaml", _dump_yaml(_plain_data(config, "config")))
         _atomic_write(d / "meta.yaml", _dump_yaml(meta.to_dict()))
@@ -744,6 +790,7 @@ class Workspace:
                 f"pbt.policy_idx={member!r} is out of range: valid values are 0..{num_policies - 1} "
                 f"(num_policies={num_policies})"
             )
+        _no_link(self.member_dir(member))
         host, pid, now = socket.gethostname(), os.getpid(), _time.time()
         job = os.environ.get("SLURM_JOB_ID", "")
         claims = self._claims(member)
