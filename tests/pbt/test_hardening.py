@@ -155,13 +155,19 @@ def test_resume_falls_back_to_the_newest_loadable_checkpoint(tmp_path, caplog):
     assert resume[-1]["iteration"] == 1 and resume[-1]["checkpoint"].endswith("000001.pth")
 
 
-def test_resume_without_any_loadable_checkpoint_is_an_error(tmp_path):
+def test_resume_without_any_loadable_checkpoint_starts_from_scratch_and_says_so(tmp_path, caplog):
     ws = Workspace(tmp_path)
     _history(ws, 1, 2)
     for p in ws.member_dir(1).glob("*.pth"):
         p.unlink()
-    with pytest.raises(WorkspaceError, match="cannot resume.*iteration 2.*from scratch"):
-        observer.initial_pbt_check(member_cfg(tmp_path))
+    cfg = member_cfg(tmp_path)
+    with caplog.at_level(logging.WARNING, logger="poptrain.pbt.observer"):
+        start = observer.initial_pbt_check(cfg)
+    assert start.kind == "scratch" and start.iteration == 2 and not cfg.checkpoint
+    assert "FROM SCRATCH" in caplog.text and "iteration 2" in caplog.text
+    assert OmegaConf.select(cfg, LR) == pytest.approx(2e-3)  # its own newest hyperparameters
+    resume = [e for e in ws.read_lineage() if e["event"] == "resume"]
+    assert resume[-1]["mode"] == "from_scratch" and resume[-1]["frames"] == 0
 
 
 def test_a_resuming_member_removes_its_own_leftover_temp_files(tmp_path):

@@ -68,6 +68,7 @@ class StartInfo:
     claim_token: str = ""  # this process' claim on the member slot (released when training ends normally)
     bookkeeping_s: float = 0.0  # PBT time of earlier processes of this member (restarts), for the benchmark
     process_s: float = 0.0  # wall time of earlier processes of this member (after_init to restart)
+    finished: MemberMeta | None = None  # set when the member had already finished: nothing left to train
 
 
 _START = StartInfo()
@@ -128,6 +129,16 @@ def initial_pbt_check(cfg: DictConfig) -> StartInfo:
         return _START
 
     latest = _resume_point(ws, member) if not cfg.checkpoint else ws.latest(member)
+    newest = ws.latest(member) if latest is None else None
+    if newest is not None:  # metadata but no loadable checkpoint: from scratch, honestly recorded
+        apply_params(cfg, {k: v for k, v in newest.params.items() if k in keys})
+        _START = StartInfo(claim_token=token, kind="scratch", iteration=newest.iteration,
+                           restarts=newest.restarts, exploits=newest.exploits)
+        ws.append_lineage(
+            "resume", member, source=None, source_iteration=None, iteration=newest.iteration, frames=0,
+            old_params=newest.params, new_params=newest.params, changed=[], mode="from_scratch", checkpoint="",
+        )
+        return _START
     if latest is not None:
         apply_params(cfg, {k: v for k, v in latest.params.items() if k in keys})
         ckpt = ws.member_dir(member) / latest.checkpoint
@@ -147,6 +158,14 @@ def initial_pbt_check(cfg: DictConfig) -> StartInfo:
             frames=latest.frames, old_params=latest.params, new_params=latest.params, changed=[],
             mode=None, checkpoint=str(ckpt),
         )
+        if latest.finished:
+            # started again after its end (a launcher restarted, a kill after the final write): training on would
+            # overshoot the member's frame budget by at least one epoch
+            _START.finished = latest
+            ws.release_claim(member, token)
+            log.info("PBT member %d had already finished at iteration %d (%d frames); nothing to train",
+                     member, latest.iteration, latest.frames)
+            return _START
         log.info("PBT member %d resumes from iteration %d (%s)", member, latest.iteration, cfg.checkpoint)
         return _START
 
@@ -168,12 +187,14 @@ def initial_pbt_check(cfg: DictConfig) -> StartInfo:
 
 
 def _resume_point(ws: Workspace, member: int) -> MemberMeta | None:
-    """The newest metadata of ``member`` whose checkpoint loads (None: never wrote metadata).
+    """The newest metadata of ``member`` whose checkpoint loads (None: none does, or no metadata at all).
 
     A resume used to log "resumes" and silently train from scratch when the newest checkpoint was gone. Now an
     unreadable or missing newest checkpoint falls back to the newest older one that loads (cleanup keeps
-    ``keep_checkpoints`` of them), with a warning naming what was skipped; with none left it is an error:
-    training from scratch under the old iteration counter would make the member's history lie."""
+    ``keep_checkpoints`` of them), with a warning naming what was skipped. When none loads (found by the chaos
+    suite: a member killed during its restart whose only checkpoint was then garbled), ``initial_pbt_check``
+    starts the member from scratch and says so (warning + a ``resume`` lineage line with mode ``from_scratch``):
+    a member that stays down would be lost for the whole run."""
     history = ws.member_history(member)
     skipped: list[str] = []
     for meta in reversed(history):
@@ -187,10 +208,10 @@ def _resume_point(ws: Workspace, member: int) -> MemberMeta | None:
                         member, meta.iteration, "; ".join(skipped))
         return meta
     if history:
-        raise WorkspaceError(
-            f"PBT member {member} cannot resume: its metadata goes up to iteration {history[-1].iteration} but no "
-            f"checkpoint of it loads ({'; '.join(skipped[:3])}); remove {str(ws.member_dir(member))!r} to start "
-            "this member from scratch, or pass checkpoint=<file> to resume from another one"
+        log.warning(
+            "PBT member %d: no checkpoint of its metadata (up to iteration %d) loads (%s); it starts FROM SCRATCH "
+            "(frames from 0, full budget; its PBT iteration counter goes on from %d)",
+            member, history[-1].iteration, "; ".join(skipped[:3]), history[-1].iteration,
         )
     return None
 
@@ -233,6 +254,7 @@ class PbtAlgoObserver(AlgoObserver):
         self.iteration, self.restarts, self.exploits = start.iteration, start.restarts, start.exploits
         self.parent = start.parent
         self._start = start
+        self.already_finished = start.finished  # run_training returns this member's final result, trains nothing
         self.window: deque[float] = deque(maxlen=int(self.p.objective_window))
         self._pending: list[torch.Tensor] = []
         self._nonfinite = 0
@@ -360,7 +382,16 @@ class PbtAlgoObserver(AlgoObserver):
                 f"(grace period pbt.objective_grace_steps={grace}); {self._nonfinite} non-finite values seen"
             )
         self.iteration += 1
-        self.ws.write_checkpoint(self._meta(frames, objective), self._state(), self._start.claim_token)
+        try:
+            self.ws.write_checkpoint(self._meta(frames, objective), self._state(), self._start.claim_token)
+        except WorkspaceError as exc:
+            if not isinstance(exc.__cause__, OSError):
+                raise  # e.g. the claim was taken over: this process must stop writing as this member
+            # a full disk / quota / I/O error on the shared folder: nothing was written (atomic), training is
+            # intact; skip this PBT iteration loudly and try again at the next interval
+            self.iteration -= 1
+            log.warning("PBT member %d: skipping the PBT iteration at frame %d: %s", self.member, frames, exc)
+            return
 
         now = time.time()
         population = self.ws.read_population(now=now)

@@ -48,7 +48,7 @@ import numpy as np
 import torch
 import yaml
 
-from poptrain.checkpoints import atomic_write
+from poptrain.checkpoints import atomic_write, chaos_enospc
 from poptrain.errors import WorkspaceError
 from poptrain.untrusted import shown
 
@@ -572,6 +572,7 @@ class Workspace:
         except OSError as exc:
             raise WorkspaceError(f"cannot append to {str(path)!r}: {exc.strerror or exc}") from exc
         try:
+            chaos_enospc()
             written = os.write(fd, line)
             if written != len(line):  # a short write (full disk): end the broken line so the next one parses
                 os.write(fd, b"\n")
