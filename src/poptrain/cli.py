@@ -166,6 +166,7 @@ def _pick_member(view: Any, member: int | None) -> int:
 
 def print_schedule(schedule: Any) -> None:
     from poptrain.report.schedule import format_value
+    from poptrain.untrusted import shown as one_line
 
     print(f"member {schedule.member}: weight lineage (oldest first), {schedule.total_frames} replay frames")
     for seg in schedule.segments:
@@ -178,6 +179,7 @@ def print_schedule(schedule: Any) -> None:
     for point in schedule.points:
         changed = point.changed_from(previous)
         shown = ", ".join(f"{k}={format_value(v)}" for k, v in sorted(changed.items()))
+        shown = one_line(shown, 2000)  # recorded values are workspace text: no terminal escapes
         print(f"  {point.frames:>12d}  {shown or '(no change)'}   [{point.reason}, member {point.member} "
               f"at its frame {point.member_frames}]")
         previous = point

@@ -182,3 +182,30 @@ def test_a_resuming_member_removes_its_own_leftover_temp_files(tmp_path):
     observer.initial_pbt_check(member_cfg(tmp_path))
     assert not any(p.exists() for p in leftovers)
     assert other.exists()  # another member's folder is not ours to clean
+
+
+def test_a_member_started_again_after_its_end_trains_nothing(tmp_path):
+    ws = Workspace(tmp_path)
+    _history(ws, 1, 1)
+    final = make_meta(1, 2, num_policies=2, params={LR: 2e-3}, finished=True, frames=4096)
+    ws.write_checkpoint(final, {"model": {}})
+    result = train.run_training(member_cfg(tmp_path))  # rl_games would train one more epoch: over budget
+    assert result.frames == 4096 and result.checkpoint == str(ws.member_dir(1) / "000002.pth")
+    assert ws.current_claim(1) is None  # released: nothing runs as member 1
+    assert [m.iteration for m in ws.member_history(1)] == [1, 2]  # no metadata written
+
+
+def test_injected_enospc_fails_every_workspace_write_while_its_flag_exists(tmp_path, monkeypatch):
+    flag = tmp_path / "full"
+    monkeypatch.setenv("POPTRAIN_CHAOS_ENOSPC_FILE", str(flag))
+    ws = Workspace(tmp_path / "ws")
+    ws.write_checkpoint(make_meta(0, 1), {"w": torch.zeros(1)})
+    flag.touch()
+    with pytest.raises(WorkspaceError, match="disk full") as err:
+        ws.write_checkpoint(make_meta(0, 2), {"w": torch.zeros(1)})
+    assert isinstance(err.value.__cause__, OSError)  # what the observer reads as "skip this PBT iteration"
+    with pytest.raises(WorkspaceError, match="cannot append"):
+        ws.append_lineage("mutate", 0)
+    assert not list(ws.member_dir(0).glob("*2.*")) and not list(ws.member_dir(0).glob(".*.tmp"))
+    flag.unlink()
+    ws.write_checkpoint(make_meta(0, 2), {"w": torch.zeros(1)})

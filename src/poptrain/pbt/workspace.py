@@ -64,6 +64,8 @@ _META_RE = re.compile(r"^(\d{6,})\.yaml$")
 _PTH_RE = re.compile(r"^(\d{6,})\.pth$")
 _MEMBER_DIR_RE = re.compile(r"^\d{3,}$")
 _EVENT_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+#: ``MemberMeta.extra`` key of the sha256 of the checkpoint bytes (set by ``write_checkpoint``)
+CHECKPOINT_DIGEST = "checkpoint_sha256"
 _CLAIM_RE = re.compile(r"^claim\.(\d{6,})\.json$")
 
 
@@ -505,6 +507,11 @@ class Workspace:
         pth = d / meta.checkpoint
         yml = d / f"{meta.iteration:06d}.yaml"
         payload = _torch_bytes(state)
+        # the checkpoint's own digest rides in the (checksummed) metadata: torch.load accepts a checkpoint with
+        # flipped tensor bytes silently (measured: one flipped byte loads as a changed weight), load_state does not
+        meta = dataclasses.replace(
+            meta, extra={**meta.extra, CHECKPOINT_DIGEST: hashlib.sha256(payload).hexdigest()}
+        )
         meta_bytes = _dump_yaml(meta.to_dict())
         _atomic_write(pth, payload)
         try:
@@ -526,7 +533,16 @@ class Workspace:
                 "(cleaned up or never written)"
             )
         try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
+            raw = _read_no_link(path)
+        except OSError as exc:
+            raise WorkspaceError(f"checkpoint {str(path)!r} is unreadable ({exc.strerror or exc})") from None
+        expected = meta.extra.get(CHECKPOINT_DIGEST)
+        if isinstance(expected, str) and hashlib.sha256(raw).hexdigest() != expected:
+            raise WorkspaceError(
+                f"checkpoint {str(path)!r} does not match the sha256 in its metadata (corrupt or replaced file)"
+            )
+        try:
+            state = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
         except Exception as exc:  # any unpickling/format failure means "not a usable checkpoint"
             raise WorkspaceError(
                 f"checkpoint {str(path)!r} is not readable with weights_only=True ({type(exc).__name__}: "
