@@ -405,7 +405,9 @@ def _write_claim(ws: Workspace, member: int, text: str | None = None, **claim) -
     d = ws.member_dir(member)
     d.mkdir(parents=True, exist_ok=True)
     gens = [int(p.name.split(".")[1]) for p in d.glob("claim.*.json")]
-    (d / f"claim.{max(gens, default=-1) + 1:06d}.json").write_text(json.dumps(claim) if text is None else text)
+    (d / f"claim.{max(gens, default=-1) + 1:06d}.json").write_text(
+        json.dumps(claim) if text is None else text
+    )
 
 
 def _claim_files(ws: Workspace, member: int) -> list[str]:
