@@ -31,6 +31,7 @@ import hashlib
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -481,6 +482,8 @@ def run_chaos(cfg: ChaosConfig, out: Path) -> dict[str, Any]:
         report["audit"] = audit(cfg, pop, clog, rc)
         if cfg.play:
             report["audit"].update(play_best(pop.ws))
+        if on_tmpfs:  # keep the workspace for a post-mortem: the tmpfs goes away with the run
+            shutil.copytree(pop.ws, out / "chaos_ws", dirs_exist_ok=True)
         report["kills"] = [asdict(k) for k in clog.kills]
         report["garbled"] = clog.garbled
     if calm_s:

@@ -209,3 +209,18 @@ def test_injected_enospc_fails_every_workspace_write_while_its_flag_exists(tmp_p
     assert not list(ws.member_dir(0).glob("*2.*")) and not list(ws.member_dir(0).glob(".*.tmp"))
     flag.unlink()
     ws.write_checkpoint(make_meta(0, 2), {"w": torch.zeros(1)})
+
+
+def test_a_member_killed_at_its_budget_before_its_final_write_ends_without_an_extra_epoch(tmp_path):
+    """Found by benchmarks/chaos.py: resumed from its last interval checkpoint (epoch == max_epochs), rl_games
+    trained epoch max_epochs + 1; the member overshot its frame budget by one epoch."""
+    ws = Workspace(tmp_path)
+    ws.ensure_population(2)
+    ws.write_checkpoint(make_meta(1, 7, num_policies=2, epoch=60, frames=61440), {"model": {}})
+    cfg = member_cfg(tmp_path, 1, 2, "max_iterations=60")
+    start = observer.initial_pbt_check(cfg)
+    assert start.finished is not None and start.finished.iteration == 8 and start.finished.frames == 61440
+    final = ws.latest(1)
+    assert final.finished and final.iteration == 8 and final.epoch == 60
+    assert ws.load_state(final) == {"model": {}}
+    assert ws.current_claim(1) is None

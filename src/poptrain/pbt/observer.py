@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import errno
 import fcntl
 import logging
@@ -158,6 +159,13 @@ def initial_pbt_check(cfg: DictConfig) -> StartInfo:
             frames=latest.frames, old_params=latest.params, new_params=latest.params, changed=[],
             mode=None, checkpoint=str(ckpt),
         )
+        if not latest.finished and _budget_reached(cfg, latest):
+            # killed between its last interval checkpoint (at the budget) and its final write (found by the chaos
+            # suite): record the end now instead of letting rl_games train one epoch past the budget
+            final = dataclasses.replace(latest, iteration=latest.iteration + 1, finished=True, time=time.time(),
+                                        checkpoint=f"{latest.iteration + 1:06d}.pth")
+            ws.write_checkpoint(final, ws.load_state(latest), token)
+            latest = final
         if latest.finished:
             # started again after its end (a launcher restarted, a kill after the final write): training on would
             # overshoot the member's frame budget by at least one epoch
@@ -184,6 +192,15 @@ def initial_pbt_check(cfg: DictConfig) -> StartInfo:
             old_params=old, new_params=new, changed=changed, mode="initial",
         )
     return _START
+
+
+def _budget_reached(cfg: DictConfig, meta: MemberMeta) -> bool:
+    """Whether ``meta`` is at the end of the member's budget (rl_games max_epochs / max_frames)."""
+    conf = cfg.train.params.config
+    max_epochs, max_frames = conf.get("max_epochs", -1), conf.get("max_frames", -1)
+    return (max_epochs not in (None, "", -1) and meta.epoch >= int(max_epochs)) or (
+        max_frames not in (None, "", -1) and meta.frames >= int(max_frames)
+    )
 
 
 def _resume_point(ws: Workspace, member: int) -> MemberMeta | None:
