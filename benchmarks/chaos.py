@@ -320,6 +320,7 @@ def run_population(cfg: ChaosConfig, root: Path, chaos: bool, on_tmpfs: bool,
     best_frames: dict[int, int] = {}
     progress, progress_read = 0.0, 0.0
     write_kills_left = cfg.write_kills
+    seen_tmps: set[str] = set()
     killed_in_session: dict[int, int] = {}
     disk_until: float | None = None
     filler: Path | None = None
@@ -335,7 +336,10 @@ def run_population(cfg: ChaosConfig, root: Path, chaos: bool, on_tmpfs: bool,
         candidates = [m for m in pids if killed_in_session.get(m, 0) < cfg.max_restarts - 1]
         if write_kills_left and disk_until is None:  # a kill during a checkpoint write
             for m in candidates:
-                tmps = list(pop.ws.joinpath(f"{m:03d}").glob(".[0-9]*.tmp"))  # a checkpoint or its metadata
+                # a checkpoint or its metadata being written now: a temp file not seen before (a leftover of an
+                # earlier kill stays until the relaunched member removes it; killing that one is no mid-write kill)
+                tmps = [p for p in pop.ws.joinpath(f"{m:03d}").glob(".[0-9]*.tmp") if p.name not in seen_tmps]
+                seen_tmps.update(p.name for p in tmps)
                 if tmps and sigkill(pids[m]):
                     clog.kills.append(Kill(now, m, pids[m], during_write=tmps[0].exists(), tmp=tmps[0].name))
                     killed_in_session[m] = killed_in_session.get(m, 0) + 1
