@@ -296,9 +296,6 @@ def fill_disk(ws: Path, on_tmpfs: bool, flag: Path) -> Path:
 def run_population(cfg: ChaosConfig, root: Path, chaos: bool, on_tmpfs: bool,
                    ws_dir: Path) -> tuple[float, int, ChaosLog, Population]:  # fmt: skip
     """Run the population to the end (with faults when ``chaos``); returns wall time, launcher rc, the log."""
-    import logging
-
-    logging.getLogger("poptrain").setLevel(logging.ERROR)  # the driver reads garbled files on purpose
     rng = random.Random(cfg.seed)
     flag = root / "disk_full.flag"
     env = dict(os.environ, PYTHONUNBUFFERED="1")
@@ -387,11 +384,9 @@ def run_population(cfg: ChaosConfig, root: Path, chaos: bool, on_tmpfs: bool,
 # ---- audit ----------------------------------------------------------------------------------------------
 def audit(cfg: ChaosConfig, pop: Population, clog: ChaosLog, rc: int) -> dict[str, Any]:
     """What survived: members, budgets, files, lineage vs metadata, temp files, best/."""
-    import logging
 
     from poptrain.pbt.workspace import Workspace
 
-    logging.getLogger("poptrain").setLevel(logging.ERROR)  # the audit re-reads garbled files on purpose
     ws = Workspace(pop.ws)
     finals = {m: ws.latest(m) for m in range(cfg.members)}
     exact = [m for m, f in finals.items() if f is not None and f.finished and f.frames == cfg.budget_frames]
@@ -469,7 +464,21 @@ def play_best(ws: Path) -> dict[str, Any]:
 
 
 def run_chaos(cfg: ChaosConfig, out: Path) -> dict[str, Any]:
-    """Calm run (optional), chaos run, audit; returns the report."""
+    """Calm run (optional), chaos run, audit; returns the report. The driver and the audit read garbled files on
+    purpose: poptrain's warnings about them are silenced for the duration (and the level restored after, since
+    the CI test runs this inside pytest's process)."""
+    import logging
+
+    logger = logging.getLogger("poptrain")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        return _run_chaos(cfg, out)
+    finally:
+        logger.setLevel(level)
+
+
+def _run_chaos(cfg: ChaosConfig, out: Path) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     report: dict[str, Any] = {"config": asdict(cfg)}
     calm_s = 0.0

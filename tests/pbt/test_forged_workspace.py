@@ -31,9 +31,10 @@ def test_forged_leader_params_never_reach_argv(tmp_path):
     evil.mkdir()
     marker, target = tmp_path / "imported.txt", tmp_path / "appended.log"
     (evil / "sitecustomize.py").write_text(f"open({str(marker)!r}, 'w').write('imported')\n")
-    argv = member_argv(ws_root, tmp_path / "runs", 0, 2, epochs=32, mutation="task_only", rate=1.0)
+    argv = member_argv(ws_root, tmp_path / "runs", 0, 2, epochs=40, mutation="task_only", rate=1.0)
+    # decisions start 16 epochs after the forgery can be written (iteration 1, epoch 8): margin for a fast machine
     argv = [
-        a.replace(f"pbt.initial_delay={8 * EPOCH_FRAMES}", f"pbt.initial_delay={16 * EPOCH_FRAMES}")
+        a.replace(f"pbt.initial_delay={8 * EPOCH_FRAMES}", f"pbt.initial_delay={24 * EPOCH_FRAMES}")
         for a in argv
     ]
     log = tmp_path / "log0.txt"
@@ -69,5 +70,5 @@ def test_forged_leader_params_never_reach_argv(tmp_path):
     assert not marker.exists() and not target.exists()
     assert "ignoring 3 untrusted key(s)" in text and ATTACKS[0] in text
     final = Workspace(ws_root).latest(0)
-    assert final is not None and final.finished and final.frames == 32 * EPOCH_FRAMES
-    assert int(train_line(log)["frames"]) == 32 * EPOCH_FRAMES
+    assert final is not None and final.finished and final.frames == 40 * EPOCH_FRAMES
+    assert int(train_line(log)["frames"]) == 40 * EPOCH_FRAMES
