@@ -85,7 +85,7 @@ def _record(planned) -> dict:
         return json.load(f)
 
 
-def _wait_until_running(backend: Backend, planned, timeout_s: float = 30) -> None:
+def _wait_until_running(backend: Backend, planned, timeout_s: float = 120) -> None:
     """Until the backend says RUNNING and the child has written its record."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -136,11 +136,9 @@ class TestBackendContract:
         assert by_name[planned[1].name].exit_code == 5
 
     def test_cancel_stops_running_jobs(self, backend: Backend, tmp_path: Path) -> None:
-        planned = list(child_run("cancel", [{"sleep": 120}]).plan(str(tmp_path / "train")))
+        planned = list(child_run("cancel", [{"sleep": 600}]).plan(str(tmp_path / "train")))
         backend.submit(backend.render(planned))
         _wait_until_running(backend, planned)
         backend.cancel()
-        started = time.monotonic()
-        statuses = backend.wait(timeout_s=30)
+        statuses = backend.wait(timeout_s=120)  # the child sleeps 600 s: CANCELLED means cancel stopped it
         assert [s.state for s in statuses] == [JobState.CANCELLED], statuses
-        assert time.monotonic() - started < 30

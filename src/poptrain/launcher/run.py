@@ -145,6 +145,9 @@ class StatusDisplay:
     @staticmethod
     def _table(statuses: list[JobStatus]) -> Any:
         from rich.table import Table
+        from rich.text import Text
+
+        from poptrain.untrusted import shown
 
         table = Table(title="poptrain-launch", expand=False)
         for column in ("experiment", "state", "runtime", "restarts", "last line"):
@@ -158,12 +161,14 @@ class StatusDisplay:
         }
         for s in statuses:
             colour = colours.get(s.state, "white")
+            # name and log line are a child's output, not markup: "could not read [/data/x.yaml]" raised
+            # MarkupError in the launcher's main thread and left the children unsupervised
             table.add_row(
-                s.name,
-                f"[{colour}]{s.state.value}[/]",
+                Text(shown(s.name, 120)),
+                Text(s.state.value, style=colour),
                 f"{s.runtime_s:.0f}s",
                 str(s.restarts),
-                s.last_line[:80],
+                Text(shown(s.last_line, 80)),
             )
         return table
 
