@@ -15,9 +15,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e ".[dev]"
 	touch $(STAMP)
 
-# The test suite also covers the MuJoCo Playground adapter: the `playground` extra (jax, mujoco; ~35 s, 1.2 GB).
+# The test suite also covers the MuJoCo Playground adapter: the `playground` extra (jax, mujoco; ~35 s, 1.2 GB),
+# and the ray launcher backend on a local head: the `ray` extra (~75 s, ~700 MB).
 $(TEST_STAMP): $(STAMP)
-	$(BIN)/python -m pip install -q -e ".[dev,playground]"
+	$(BIN)/python -m pip install -q -e ".[dev,playground,ray]"
 	$(BIN)/python -m pip check
 	touch $(TEST_STAMP)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import os
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -39,6 +40,21 @@ def _numpy_safe_globals() -> list[Any]:
 _NUMPY_SAFE = _numpy_safe_globals()
 
 
+#: Fault-injection hooks for benchmarks/chaos.py and its CI test (unset in normal runs; one environ lookup per
+#: write): while the file named by POPTRAIN_CHAOS_ENOSPC_FILE exists, every atomic write fails with ENOSPC (a full
+#: disk where no small tmpfs can be mounted); POPTRAIN_CHAOS_WRITE_DELAY_S seconds pass between writing a temp file
+#: and renaming it, so a chaos driver can SIGKILL a writer mid-write.
+CHAOS_ENOSPC_ENV = "POPTRAIN_CHAOS_ENOSPC_FILE"
+CHAOS_WRITE_DELAY_ENV = "POPTRAIN_CHAOS_WRITE_DELAY_S"
+
+
+def chaos_enospc() -> None:
+    """Raise OSError(ENOSPC) while the chaos 'disk full' file exists (see CHAOS_ENOSPC_ENV)."""
+    flag = os.environ.get(CHAOS_ENOSPC_ENV)
+    if flag and os.path.exists(flag):
+        raise OSError(errno.ENOSPC, "No space left on device (injected by the chaos suite)")
+
+
 def atomic_write(
     path: str | os.PathLike[str],
     write: Callable[[BinaryIO], object],
@@ -56,10 +72,14 @@ def atomic_write(
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
+            chaos_enospc()
             write(f)
             f.flush()
             if durable:
                 os.fsync(f.fileno())
+        delay = os.environ.get(CHAOS_WRITE_DELAY_ENV)
+        if delay:
+            time.sleep(float(delay))
         if not exclusive:
             os.replace(tmp, path)
             return path

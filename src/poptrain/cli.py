@@ -166,6 +166,7 @@ def _pick_member(view: Any, member: int | None) -> int:
 
 def print_schedule(schedule: Any) -> None:
     from poptrain.report.schedule import format_value
+    from poptrain.untrusted import shown as one_line
 
     print(f"member {schedule.member}: weight lineage (oldest first), {schedule.total_frames} replay frames")
     for seg in schedule.segments:
@@ -178,6 +179,7 @@ def print_schedule(schedule: Any) -> None:
     for point in schedule.points:
         changed = point.changed_from(previous)
         shown = ", ".join(f"{k}={format_value(v)}" for k, v in sorted(changed.items()))
+        shown = one_line(shown, 2000)  # recorded values are workspace text: no terminal escapes
         print(f"  {point.frames:>12d}  {shown or '(no change)'}   [{point.reason}, member {point.member} "
               f"at its frame {point.member_frames}]")
         previous = point
@@ -188,18 +190,22 @@ def print_schedule(schedule: Any) -> None:
 def cmd_replay(args: argparse.Namespace) -> int:
     from poptrain.report import replay
     from poptrain.report.schedule import build_schedule
+    from poptrain.untrusted import safe_overrides
 
     view = _load(args.path, args.stale_after)
     for note in view.notes:
         print(f"note: {note}", file=sys.stderr)
     member = _pick_member(view, args.member)
     schedule = build_schedule(member, view.histories, view.lineage)
+    meta = view.latest(member)
+    keys = sorted({k for p in schedule.points for k in p.params}, key=str)
+    # recorded overrides and params are workspace content: only config keys may become argv
+    recorded = safe_overrides(meta.overrides, f"replay: member {member}'s recorded overrides")
+    base = replay.base_overrides(recorded, keys)
+    schedule = replay.vet_schedule(schedule, base)
     print_schedule(schedule)
     if args.print:
         return 0
-    meta = view.latest(member)
-    keys = sorted({k for p in schedule.points for k in p.params})
-    base = replay.base_overrides(meta.overrides, keys)
     first = schedule.points[0].params if schedule.points else {}
     from poptrain.report.overrides import hydra_value, merge_overrides
 

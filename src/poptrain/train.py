@@ -262,6 +262,14 @@ def _extra_observers(cfg: DictConfig) -> list[Any]:
     return [PbtAlgoObserver(cfg)]
 
 
+def _pbt_member_dir(cfg: DictConfig, meta: Any) -> Path:
+    """The workspace folder of ``meta``'s member (where its final checkpoint is)."""
+    from poptrain.pbt.observer import workspace_for
+    from poptrain.pbt.params import PbtParams
+
+    return workspace_for(cfg, PbtParams.from_cfg(cfg.pbt, cfg)).member_dir(int(meta.member))
+
+
 class _AtomicSaveObserver:
     """Hooks into after_init to make the agent's checkpoint writes atomic and portable (see _make_save_atomic)."""
 
@@ -277,6 +285,11 @@ def run_training(cfg: DictConfig, observers: list[Any] | None = None) -> TrainRe
 
     # PBT first: it may resume from a checkpoint or mutate initial params, i.e. change cfg.
     extra = _extra_observers(cfg)
+    done = next((o.already_finished for o in extra if getattr(o, "already_finished", None) is not None), None)
+    if done is not None:  # a PBT member started again after its end: report its final state, train nothing
+        return TrainResult(frames=int(done.frames), mean_reward=float(done.objective),
+                           checkpoint=str(Path(_pbt_member_dir(cfg, done)) / done.checkpoint),
+                           experiment_dir=str(done.experiment_dir))
     rlg.set_task_factory(task_factory(cfg))
     multi = rlg.MultiObserver([_AtomicSaveObserver(), *(observers or []), *extra])
     runner = Runner(algo_observer=multi)

@@ -1,4 +1,4 @@
-"""Fixtures for the launcher tests: the local SLURM cluster (skip when absent) and a fake ngc on PATH."""
+"""Fixtures for the launcher tests: the local SLURM and Ray clusters (skip when absent), a fake ngc on PATH."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from launcher_helpers import HERE, slurm_conf_or_reason
+from launcher_helpers import HERE, ray_address_or_reason, slurm_conf_or_reason
 
 
 @pytest.fixture
@@ -19,6 +19,18 @@ def slurm_cluster(monkeypatch: pytest.MonkeyPatch) -> str:
         pytest.skip(reason)
     monkeypatch.setenv("SLURM_CONF", conf)
     return conf
+
+
+@pytest.fixture
+def ray_cluster() -> str:
+    """HOST:PORT of the local Ray head (scripts/ray-local.sh). Skips without one, except where
+    POPTRAIN_REQUIRE_RAY=1 (CI sets it after starting the head): there a missing head is a failure."""
+    address, reason = ray_address_or_reason()
+    if address is None:
+        if os.environ.get("POPTRAIN_REQUIRE_RAY") == "1":
+            pytest.fail(f"POPTRAIN_REQUIRE_RAY=1 but {reason}")
+        pytest.skip(reason)
+    return address
 
 
 @pytest.fixture

@@ -1,7 +1,8 @@
 """One contract, every backend: render -> submit -> observe -> cancel.
 
 processes runs local children; slurm runs on the real local cluster (skipped when it is not up: start it
-with `bash scripts/slurm-local.sh start`); ngc runs through a recording fake ``ngc`` on PATH that executes
+with `bash scripts/slurm-local.sh start`); ray runs Ray tasks on the real local head (skipped when it is not
+up: `bash scripts/ray-local.sh start`; CI requires it); ngc runs through a recording fake ``ngc`` on PATH that executes
 the rendered --commandline with bash, so quoting is exercised end to end.
 """
 
@@ -13,11 +14,12 @@ import time
 from pathlib import Path
 
 import pytest
-from launcher_helpers import child_run
+from launcher_helpers import child_run, ray_runtime_env
 
 from poptrain.launcher.backends import Backend, JobState
 from poptrain.launcher.backends.ngc import NgcBackend
 from poptrain.launcher.backends.processes import ProcessesBackend
+from poptrain.launcher.backends.ray import RayBackend
 from poptrain.launcher.backends.slurm import SlurmBackend
 
 HOSTILE = {
@@ -62,10 +64,13 @@ HOSTILE_ARGV = [
 ]
 
 
-@pytest.fixture(params=["processes", "slurm", "ngc"])
+@pytest.fixture(params=["processes", "slurm", "ngc", "ray"])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
     if request.param == "processes":
         return ProcessesBackend(max_parallel=2, pause_between=0, poll_interval_s=0.05, kill_grace_s=3)
+    if request.param == "ray":
+        address = request.getfixturevalue("ray_cluster")
+        return RayBackend(address=address, runtime_env=ray_runtime_env(), poll_interval_s=0.1, kill_grace_s=3)
     if request.param == "slurm":
         request.getfixturevalue("slurm_cluster")
         return SlurmBackend(
@@ -80,7 +85,7 @@ def _record(planned) -> dict:
         return json.load(f)
 
 
-def _wait_until_running(backend: Backend, planned, timeout_s: float = 30) -> None:
+def _wait_until_running(backend: Backend, planned, timeout_s: float = 120) -> None:
     """Until the backend says RUNNING and the child has written its record."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -131,11 +136,9 @@ class TestBackendContract:
         assert by_name[planned[1].name].exit_code == 5
 
     def test_cancel_stops_running_jobs(self, backend: Backend, tmp_path: Path) -> None:
-        planned = list(child_run("cancel", [{"sleep": 120}]).plan(str(tmp_path / "train")))
+        planned = list(child_run("cancel", [{"sleep": 600}]).plan(str(tmp_path / "train")))
         backend.submit(backend.render(planned))
         _wait_until_running(backend, planned)
         backend.cancel()
-        started = time.monotonic()
-        statuses = backend.wait(timeout_s=30)
+        statuses = backend.wait(timeout_s=120)  # the child sleeps 600 s: CANCELLED means cancel stopped it
         assert [s.state for s in statuses] == [JobState.CANCELLED], statuses
-        assert time.monotonic() - started < 30

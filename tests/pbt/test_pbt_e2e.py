@@ -1,5 +1,8 @@
 """End to end: real population members (rl_games processes) exchanging weights through a workspace.
 
+- in CI (fast): a population of 2 for 48 epochs: the worse member exploits the better one by a hot swap, both
+  keep their own frame budget, ``best/`` is exported and plays;
+- marked ``slow`` (minutes on 2 cores; ``make slow``):
 - a population of 4 on Cartpole mutating only live hyperparameters (``pbt/mutation=default_mutation``): every
   exploit is a hot swap (no restart), lineage.jsonl records them, every member keeps its own frame budget,
   ``best/`` is exported and plays;
@@ -65,6 +68,38 @@ def train_line(log: Path) -> dict[str, str]:
     return dict(kv.split("=", 1) for kv in lines[0][len("train: "):].split(" "))
 
 
+def test_fast_population_hot_swaps_keeps_budgets_and_exports_best(tmp_path):
+    ws = tmp_path / "workspace"
+    argvs = [
+        member_argv(ws, tmp_path / "runs", i, 2, epochs=48, mutation="default_mutation") for i in range(2)
+    ]
+    procs = [start(argv, tmp_path / f"log{i}.txt") for i, argv in enumerate(argvs)]
+    codes = wait_all(procs, timeout=400)
+    assert codes == [0, 0], [(tmp_path / f"log{i}.txt").read_text()[-2000:] for i in range(2)]
+    for i in range(2):
+        line = train_line(tmp_path / f"log{i}.txt")
+        assert int(line["frames"]) == 48 * EPOCH_FRAMES and f"member_{i}" in line["checkpoint"], line
+    w = Workspace(ws)
+    events = w.read_lineage()
+    # threshold rule with zero margins over 2 members: at every iteration after start_after the worse one copies
+    # the better one (unless both objectives are exactly equal), and live params always hot-swap
+    exploits = [e for e in events if e["event"] == "exploit"]
+    assert exploits, events
+    assert all(e["mode"] == "hot_swap" and e["source"] == 1 - e["member"] for e in exploits), exploits
+    assert all(e["latency_s"] >= 0 for e in exploits)
+    assert all(w.latest(m).finished for m in range(2))
+    best = ws / "best"
+    assert (best / "checkpoint.pth").is_file() and (best / "config.yaml").is_file()
+    out = subprocess.run(
+        [sys.executable, "-m", "poptrain", "play", str(ws), "num_envs=16", "play_episodes=4"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    assert [ln for ln in out.stdout.splitlines() if ln.startswith("play: episodes=4 ")]
+
+
 @pytest.fixture(scope="module")
 def population(tmp_path_factory):
     root = tmp_path_factory.mktemp("pbt_e2e")
@@ -75,6 +110,7 @@ def population(tmp_path_factory):
     return root, ws, codes
 
 
+@pytest.mark.slow
 def test_every_member_finishes_with_its_own_budget(population):
     root, ws, codes = population
     logs = {i: (root / f"log{i}.txt").read_text()[-2000:] for i in range(4)}
@@ -87,6 +123,7 @@ def test_every_member_finishes_with_its_own_budget(population):
         assert f"member_{i}" in line["checkpoint"]  # its own experiment folder, even after copying weights
 
 
+@pytest.mark.slow
 def test_lineage_records_hot_swaps(population):
     _, ws, _ = population
     events = Workspace(ws).read_lineage()
@@ -97,13 +134,14 @@ def test_lineage_records_hot_swaps(population):
         assert e["source"] != e["member"] and 0 <= e["source"] < 4
         assert e["frames"] > 0 and e["iteration"] > 0 and e["time"] > 0
         assert set(e["new_params"]) == set(e["old_params"])
-        assert 0 <= e["latency_s"] < 1.0
+        assert e["latency_s"] >= 0  # a duration, not a bound: benchmarks/pbt_overhead.py measures it
     assert not [e for e in events if e["event"] == "restart"]
     # initial mutation: exactly once per member except member 0
     initial = sorted(e["member"] for e in events if e["event"] == "mutate" and e.get("mode") == "initial")
     assert initial == [1, 2, 3]
 
 
+@pytest.mark.slow
 def test_hot_swapped_member_trains_on_with_the_leaders_weights_and_new_params(population):
     _, ws, _ = population
     w = Workspace(ws)
@@ -115,6 +153,7 @@ def test_hot_swapped_member_trains_on_with_the_leaders_weights_and_new_params(po
     assert after[0].restarts == 0 and after[0].exploits >= 1
 
 
+@pytest.mark.slow
 def test_best_is_exported_and_plays(population):
     _, ws, _ = population
     best = ws / "best"
@@ -131,6 +170,7 @@ def test_best_is_exported_and_plays(population):
     assert len(plays) == 1 and re.match(r"play: episodes=8 mean_return=[-\d.]+ mean_length=[\d.]+$", plays[0])
 
 
+@pytest.mark.slow
 def test_kill9_member_others_finish_and_it_resumes(tmp_path):
     ws, runs = tmp_path / "ws", tmp_path / "runs"
     argvs = [member_argv(ws, runs, i, 3, epochs=160, mutation="default_mutation") for i in range(3)]
@@ -174,6 +214,7 @@ def restart_population(tmp_path_factory):
     return root, ws, wait_all(procs, timeout=420)
 
 
+@pytest.mark.slow
 def test_task_parameter_changes_restart_the_member_with_the_new_value(restart_population):
     root, ws, codes = restart_population
     assert codes == [0, 0, 0], [(root / f"log{i}.txt").read_text()[-2000:] for i in range(3)]
@@ -187,7 +228,7 @@ def test_task_parameter_changes_restart_the_member_with_the_new_value(restart_po
     # ... every decision is followed by the member coming back, with a measured latency ...
     assert sorted((e["member"], e["iteration"]) for e in restarts) == sorted(
         (e["member"], e["iteration"]) for e in decisions)
-    assert all(0 < e["latency_s"] < 120 for e in restarts)
+    assert all(e["latency_s"] > 0 for e in restarts)  # measured, not bounded (benchmarks/pbt_overhead.py)
     # ... running with the new value, the copied weights' parent, and its own counters and budget
     for decision in decisions:
         after = [m for m in w.member_history(decision["member"]) if m.iteration > decision["iteration"]]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import json
 import logging
@@ -21,7 +22,7 @@ import yaml
 
 from poptrain.errors import WorkspaceError
 from poptrain.pbt import workspace as wsmod
-from poptrain.pbt.workspace import MemberMeta, Workspace, plain_state
+from poptrain.pbt.workspace import CHECKPOINT_DIGEST, MemberMeta, Workspace, plain_state
 
 LR = "train.params.config.learning_rate"
 
@@ -53,8 +54,8 @@ def test_write_then_read_round_trip_and_weights_only_load(tmp_path, meta_factory
     assert type(meta.objective) is float and meta.objective == 17.25
 
     got = ws.latest(2)
-    assert got == meta
-    assert ws.member_history(2) == [meta]
+    assert _bare(got) == meta and got.extra["checkpoint_sha256"]  # the checkpoint's digest is added
+    assert _bare(ws.member_history(2)) == [meta]
     assert ws.members() == [2]
 
     # plain torch.load(weights_only=True) works: numpy scalars/arrays were converted on write
@@ -71,7 +72,7 @@ def test_metadata_file_is_yaml_with_verifiable_sha256(tmp_path, meta_factory):
     data = yaml.safe_load((tmp_path / "000" / "000001.yaml").read_text())
     assert set(data) == {f for f in MemberMeta.__dataclass_fields__} | {"sha256"}
     assert len(data["sha256"]) == 64
-    assert MemberMeta.from_dict(data) == meta_factory(time=data["time"])
+    assert _bare(MemberMeta.from_dict(data)) == meta_factory(time=data["time"])
     data["objective"] = data["objective"] + 1.0
     with pytest.raises(ValueError, match="sha256"):
         MemberMeta.from_dict(data)
@@ -155,9 +156,9 @@ def test_fuzz_truncated_or_garbled_metadata_never_crashes_or_lies(fast_tmp, meta
             os.ftruncate(fd, 0)
             os.pwrite(fd, data, 0)
             got = ws.latest(0)
-            assert got is None or got == original, f"reader returned a wrong value for {data!r}"
+            assert got is None or _bare(got) == original, f"reader returned a wrong value for {data!r}"
             skipped += got is None
-            assert ws.read_population(include_stale=True).get(0) in (None, original)
+            assert _bare(ws.read_population(include_stale=True).get(0)) in (None, original)
     finally:
         os.close(fd)
     assert skipped > 0.9 * len(variants)  # the checksum catches (almost) everything
@@ -176,8 +177,8 @@ def test_corrupt_file_is_skipped_with_one_warning_and_older_valid_file_used(tmp_
 
     with caplog.at_level(logging.WARNING, logger="poptrain.pbt.workspace"):
         for _ in range(3):
-            assert ws.latest(0) == older
-            assert ws.read_population(include_stale=True) == {0: older}
+            assert _bare(ws.latest(0)) == older
+            assert _bare(ws.read_population(include_stale=True)) == {0: older}
     warnings = [r.getMessage() for r in caplog.records]
     assert len([w for w in warnings if "000002.yaml" in w]) == 1, warnings
     assert len([w for w in warnings if "notes.txt" in w]) == 1, warnings
@@ -210,14 +211,26 @@ def test_staleness(tmp_path, meta_factory):
     ws.write_checkpoint(fresh, _state())
     ws.write_checkpoint(old, _state())
     assert not ws.is_stale(fresh, now) and ws.is_stale(old, now)
-    assert ws.read_population(now=now) == {0: fresh}
-    assert ws.read_population(now=now, include_stale=True) == {0: fresh, 1: old}
+    assert _bare(ws.read_population(now=now)) == {0: fresh}
+    assert _bare(ws.read_population(now=now, include_stale=True)) == {0: fresh, 1: old}
     assert ws.read_population(now=now + 200) == {}
 
 
 # ---------------------------------------------------------------------------------------------------------
 # Atomic writes and a full disk
 # ---------------------------------------------------------------------------------------------------------
+def _bare(value):
+    """Metadata as the test built it: without the checkpoint digest write_checkpoint adds to ``extra``."""
+    if isinstance(value, MemberMeta):
+        extra = {k: v for k, v in value.extra.items() if k != CHECKPOINT_DIGEST}
+        return dataclasses.replace(value, extra=extra)
+    if isinstance(value, list):
+        return [_bare(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _bare(v) for k, v in value.items()}
+    return value
+
+
 def _enospc(*_a, **_k):
     raise OSError(errno.ENOSPC, "No space left on device")
 
@@ -230,7 +243,7 @@ def test_full_disk_raises_workspace_error_and_leaves_no_file(tmp_path, meta_fact
     with pytest.raises(WorkspaceError, match=r"000002\.pth.*disk full"):
         ws.write_checkpoint(meta_factory(iteration=2), _state())
     assert sorted(p.name for p in (tmp_path / "000").iterdir()) == ["000001.pth", "000001.yaml"]
-    assert ws.latest(0) == first
+    assert _bare(ws.latest(0)) == first
 
 
 def test_full_disk_on_metadata_removes_the_orphan_checkpoint(tmp_path, meta_factory, monkeypatch):
@@ -387,10 +400,18 @@ def test_ensure_population(tmp_path):
         ws.ensure_population(4)
 
 
-def _write_claim(ws: Workspace, member: int, **claim) -> None:
+def _write_claim(ws: Workspace, member: int, text: str | None = None, **claim) -> None:
+    """A newer claim generation with ``claim`` (or raw ``text``) in it, as another process would leave it."""
     d = ws.member_dir(member)
     d.mkdir(parents=True, exist_ok=True)
-    (d / "claim.json").write_text(json.dumps(claim))
+    gens = [int(p.name.split(".")[1]) for p in d.glob("claim.*.json")]
+    (d / f"claim.{max(gens, default=-1) + 1:06d}.json").write_text(
+        json.dumps(claim) if text is None else text
+    )
+
+
+def _claim_files(ws: Workspace, member: int) -> list[str]:
+    return sorted(p.name for p in ws.member_dir(member).glob("claim.*.json"))
 
 
 def test_claim_range_and_own_reclaim(tmp_path):
@@ -400,14 +421,15 @@ def test_claim_range_and_own_reclaim(tmp_path):
     with pytest.raises(WorkspaceError, match="policy_idx=-1"):
         ws.claim(-1, 4)
     token = ws.claim(1, 4)
-    claim = json.loads((tmp_path / "001" / "claim.json").read_text())
+    claim = ws.current_claim(1)
     assert claim["token"] == token and claim["pid"] == os.getpid() and claim["host"] == socket.gethostname()
     token2 = ws.claim(1, 4)  # same pid (what os.execv keeps): ours, taken again
-    assert token2 != token
+    assert token2 != token and _claim_files(ws, 1) == ["claim.000001.json"]  # older generations removed
     ws.release_claim(1, token)  # stale token: no effect
-    assert (tmp_path / "001" / "claim.json").exists()
+    assert ws.current_claim(1)["token"] == token2
     ws.release_claim(1, token2)
-    assert not (tmp_path / "001" / "claim.json").exists()
+    assert ws.current_claim(1) is None and _claim_files(ws, 1) == ["claim.000002.json"]  # the counter stays
+    assert ws.claim(1, 4)
 
 
 def test_claim_refuses_duplicate_live_member_and_takes_over_dead_one(tmp_path):
@@ -422,7 +444,7 @@ def test_claim_refuses_duplicate_live_member_and_takes_over_dead_one(tmp_path):
         live.kill()
         live.wait()
     token = ws.claim(2, 4)  # the process is gone: its claim is taken over
-    assert json.loads((tmp_path / "002" / "claim.json").read_text())["token"] == token
+    assert ws.current_claim(2)["token"] == token
 
 
 def test_claim_from_another_host_uses_staleness(tmp_path):
@@ -432,8 +454,7 @@ def test_claim_from_another_host_uses_staleness(tmp_path):
         ws.claim(0, 2)
     _write_claim(ws, 0, pid=1, host="elsewhere-node", time=time.time() - 600, token="x")
     assert ws.claim(0, 2)
-    (tmp_path / "001").mkdir()
-    (tmp_path / "001" / "claim.json").write_text("{garbage")
+    _write_claim(ws, 1, text="{garbage")
     assert ws.claim(1, 2)
 
 
@@ -446,16 +467,29 @@ def test_resolve_root(tmp_path):
 
 def test_a_requeued_slurm_job_takes_over_its_own_fresh_claim_from_another_node(tmp_path, monkeypatch):
     ws = Workspace(tmp_path, stale_after_s=600)
-    path = tmp_path / "000" / "claim.json"
-    path.parent.mkdir()
     fresh = {"pid": 1, "host": "node-a", "time": time.time() - 5, "token": "x", "job": "4242"}
-    path.write_text(json.dumps(fresh))
+    _write_claim(ws, 0, **fresh)
     monkeypatch.setenv("SLURM_JOB_ID", "777")  # another job: a live duplicate on node-a
     with pytest.raises(WorkspaceError, match="node-a"):
         ws.claim(0, 2)
     monkeypatch.setenv("SLURM_JOB_ID", "4242")  # the same job, requeued onto this node
     token = ws.claim(0, 2)
-    claim = json.loads(path.read_text())
+    claim = ws.current_claim(0)
     assert claim["token"] == token and claim["job"] == "4242" and claim["host"] == socket.gethostname()
     ws.release_claim(0, token)
-    assert not path.exists()
+    assert ws.current_claim(0) is None
+
+
+def test_a_checkpoint_with_flipped_tensor_bytes_is_refused(tmp_path, meta_factory):
+    """torch.load accepts flipped tensor bytes silently; the digest in the metadata does not."""
+    ws = Workspace(tmp_path)
+    ws.write_checkpoint(meta_factory(), {"w": torch.arange(1000, dtype=torch.float32)})
+    meta = ws.latest(0)
+    assert torch.equal(ws.load_state(meta)["w"], torch.arange(1000, dtype=torch.float32))
+    pth = tmp_path / "000" / "000001.pth"
+    data = bytearray(pth.read_bytes())
+    data[data.find(torch.tensor([500.0]).numpy().tobytes())] ^= 0xFF  # one weight's byte
+    pth.write_bytes(bytes(data))
+    assert torch.load(pth, weights_only=True)["w"][500] != 500.0  # what an unchecked reader would copy
+    with pytest.raises(WorkspaceError, match="does not match the sha256 in its metadata"):
+        ws.load_state(meta)

@@ -4,6 +4,7 @@
     poptrain-launch --run poptrain.experiments.cartpole_sweep --backend slurm --slurm_gpus_per_job 0 \\
         --slurm_wait
     poptrain-launch --run poptrain.experiments.cartpole_sweep --backend ngc --ngc_print_only
+    poptrain-launch --run poptrain.experiments.cartpole_pbt --backend ray --ray_address HEAD:6379 --ray_wait
 
 Exit codes: 0 all experiments succeeded (or were submitted / printed); 1 an experiment failed or could not
 be submitted, or the --run module could not be imported / has no RUN_DESCRIPTION; 2 bad arguments;
@@ -144,6 +145,9 @@ class StatusDisplay:
     @staticmethod
     def _table(statuses: list[JobStatus]) -> Any:
         from rich.table import Table
+        from rich.text import Text
+
+        from poptrain.untrusted import shown
 
         table = Table(title="poptrain-launch", expand=False)
         for column in ("experiment", "state", "runtime", "restarts", "last line"):
@@ -157,12 +161,14 @@ class StatusDisplay:
         }
         for s in statuses:
             colour = colours.get(s.state, "white")
+            # name and log line are a child's output, not markup: "could not read [/data/x.yaml]" raised
+            # MarkupError in the launcher's main thread and left the children unsupervised
             table.add_row(
-                s.name,
-                f"[{colour}]{s.state.value}[/]",
+                Text(shown(s.name, 120)),
+                Text(s.state.value, style=colour),
                 f"{s.runtime_s:.0f}s",
                 str(s.restarts),
-                s.last_line[:80],
+                Text(shown(s.last_line, 80)),
             )
         return table
 
@@ -279,7 +285,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1 if failed else 0
 
     try:
-        statuses, signum = watch(backend, StatusDisplay(), stop_jobs_on_signal=backend.attached)
+        statuses, signum = watch(
+            backend, StatusDisplay(), stop_jobs_on_signal=backend.attached or backend.owns_jobs
+        )
     except PoptrainError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -20,14 +20,18 @@ first start (except member 0) mutates its initial hyperparameters in the config 
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import dataclasses
+import errno
 import fcntl
 import logging
 import math
+import os
 import random
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,6 +49,7 @@ from poptrain.pbt.restart import pop_restart_state, restart_argv, restart_proces
 from poptrain.pbt.selection import candidates_from_metas, decide, population_counts
 from poptrain.pbt.selection import rank as rank_candidates
 from poptrain.pbt.workspace import MemberMeta, Workspace
+from poptrain.untrusted import is_number, safe_params, shown
 
 log = logging.getLogger(__name__)
 
@@ -64,24 +69,23 @@ class StartInfo:
     claim_token: str = ""  # this process' claim on the member slot (released when training ends normally)
     bookkeeping_s: float = 0.0  # PBT time of earlier processes of this member (restarts), for the benchmark
     process_s: float = 0.0  # wall time of earlier processes of this member (after_init to restart)
+    finished: MemberMeta | None = None  # set when the member had already finished: nothing left to train
 
 
 _START = StartInfo()
 
 
 def current_overrides() -> list[str]:
-    """The Hydra command-line overrides of this process ([] outside a Hydra app)."""
-    try:
-        from hydra.core.hydra_config import HydraConfig
+    """The Hydra command-line overrides of this process ([] outside a Hydra app). Any other failure propagates:
+    it used to return [] on every error, and a restart then lost ``task`` and ``policy_idx``."""
+    from hydra.core.hydra_config import HydraConfig
 
-        if HydraConfig.initialized():
-            overrides = HydraConfig.get().overrides
-            # hydra.run.dir places a relative train_dir (train.resolve_run_dir): a restart must keep it
-            run_dir = [o for o in overrides.hydra if str(o).startswith("hydra.run.dir=")]
-            return [*overrides.task, *run_dir]
-    except Exception:  # noqa: BLE001 - no Hydra context
-        pass
-    return []
+    if not HydraConfig.initialized():
+        return []
+    overrides = HydraConfig.get().overrides
+    # hydra.run.dir places a relative train_dir (train.resolve_run_dir): a restart must keep it
+    run_dir = [o for o in overrides.hydra if str(o).startswith("hydra.run.dir=")]
+    return [*overrides.task, *run_dir]
 
 
 def workspace_for(cfg: DictConfig, params: PbtParams) -> Workspace:
@@ -109,6 +113,9 @@ def initial_pbt_check(cfg: DictConfig) -> StartInfo:
     ws = workspace_for(cfg, params)
     ws.ensure_population(int(params.num_policies))
     token = ws.claim(member, int(params.num_policies))
+    # the slot is ours now (claims are exclusive): temp files in it are leftovers of an earlier process of this
+    # member killed mid-write (SIGKILL, OOM, preemption), never another writer's
+    ws.remove_temp_files(member)
     keys = list(params.mutation)
     _START = StartInfo(claim_token=token)
     search.warn_dead_keys(params, cfg)
@@ -130,11 +137,21 @@ def initial_pbt_check(cfg: DictConfig) -> StartInfo:
         )
         return _START
 
-    latest = ws.latest(member)
+    latest = _resume_point(ws, member) if not cfg.checkpoint else ws.latest(member)
+    newest = ws.latest(member) if latest is None else None
+    if newest is not None:  # metadata but no loadable checkpoint: from scratch, honestly recorded
+        apply_params(cfg, {k: v for k, v in newest.params.items() if k in keys})
+        _START = StartInfo(claim_token=token, kind="scratch", iteration=newest.iteration,
+                           restarts=newest.restarts, exploits=newest.exploits)
+        ws.append_lineage(
+            "resume", member, source=None, source_iteration=None, iteration=newest.iteration, frames=0,
+            old_params=newest.params, new_params=newest.params, changed=[], mode="from_scratch", checkpoint="",
+        )
+        return _START
     if latest is not None:
         apply_params(cfg, {k: v for k, v in latest.params.items() if k in keys})
         ckpt = ws.member_dir(member) / latest.checkpoint
-        if ckpt.is_file() and not cfg.checkpoint:
+        if not cfg.checkpoint:
             cfg.checkpoint = str(ckpt)
         _START = StartInfo(
             claim_token=token,
@@ -150,7 +167,22 @@ def initial_pbt_check(cfg: DictConfig) -> StartInfo:
             frames=latest.frames, old_params=latest.params, new_params=latest.params, changed=[],
             mode=None, checkpoint=str(ckpt),
         )
-        log.info("PBT member %d resumes from iteration %d (%s)", member, latest.iteration, ckpt)
+        if not latest.finished and _budget_reached(cfg, latest):
+            # killed between its last interval checkpoint (at the budget) and its final write (found by the chaos
+            # suite): record the end now instead of letting rl_games train one epoch past the budget
+            final = dataclasses.replace(latest, iteration=latest.iteration + 1, finished=True, time=time.time(),
+                                        checkpoint=f"{latest.iteration + 1:06d}.pth")
+            ws.write_checkpoint(final, ws.load_state(latest), token)
+            latest = final
+        if latest.finished:
+            # started again after its end (a launcher restarted, a kill after the final write): training on would
+            # overshoot the member's frame budget by at least one epoch
+            _START.finished = latest
+            ws.release_claim(member, token)
+            log.info("PBT member %d had already finished at iteration %d (%d frames); nothing to train",
+                     member, latest.iteration, latest.frames)
+            return _START
+        log.info("PBT member %d resumes from iteration %d (%s)", member, latest.iteration, cfg.checkpoint)
         return _START
 
     earlier = [e for e in ws.read_lineage() if e.get("member") == member and e.get("event") == "mutate"]
@@ -178,6 +210,45 @@ def initial_pbt_check(cfg: DictConfig) -> StartInfo:
 def _mutates_initially(mode: str, member: int) -> bool:
     """pbt.initial_mutation: except_first (ours), all (IGE), none (Isaac Lab)."""
     return mode == "all" or (mode == "except_first" and member != 0)
+
+
+def _budget_reached(cfg: DictConfig, meta: MemberMeta) -> bool:
+    """Whether ``meta`` is at the end of the member's budget (rl_games max_epochs / max_frames)."""
+    conf = cfg.train.params.config
+    max_epochs, max_frames = conf.get("max_epochs", -1), conf.get("max_frames", -1)
+    return (max_epochs not in (None, "", -1) and meta.epoch >= int(max_epochs)) or (
+        max_frames not in (None, "", -1) and meta.frames >= int(max_frames)
+    )
+
+
+def _resume_point(ws: Workspace, member: int) -> MemberMeta | None:
+    """The newest metadata of ``member`` whose checkpoint loads (None: none does, or no metadata at all).
+
+    A resume used to log "resumes" and silently train from scratch when the newest checkpoint was gone. Now an
+    unreadable or missing newest checkpoint falls back to the newest older one that loads (cleanup keeps
+    ``keep_checkpoints`` of them), with a warning naming what was skipped. When none loads (found by the chaos
+    suite: a member killed during its restart whose only checkpoint was then garbled), ``initial_pbt_check``
+    starts the member from scratch and says so (warning + a ``resume`` lineage line with mode ``from_scratch``):
+    a member that stays down would be lost for the whole run."""
+    history = ws.member_history(member)
+    skipped: list[str] = []
+    for meta in reversed(history):
+        try:
+            ws.load_state(meta)
+        except WorkspaceError as exc:
+            skipped.append(f"iteration {meta.iteration}: {exc}")
+            continue
+        if skipped:
+            log.warning("PBT member %d: newest checkpoint(s) unusable, resuming from iteration %d instead (%s)",
+                        member, meta.iteration, "; ".join(skipped))
+        return meta
+    if history:
+        log.warning(
+            "PBT member %d: no checkpoint of its metadata (up to iteration %d) loads (%s); it starts FROM SCRATCH "
+            "(frames from 0, full budget; its PBT iteration counter goes on from %d)",
+            member, history[-1].iteration, "; ".join(skipped[:3]), history[-1].iteration,
+        )
+    return None
 
 
 def _plain(value: Any) -> Any:
@@ -222,6 +293,7 @@ class PbtAlgoObserver(AlgoObserver):
         self.iteration, self.restarts, self.exploits = start.iteration, start.restarts, start.exploits
         self.parent = start.parent
         self._start = start
+        self.already_finished = start.finished  # run_training returns this member's final result, trains nothing
         self.window: deque[float] = deque(maxlen=int(self.p.objective_window))
         self._pending: list[torch.Tensor] = []
         self._nonfinite = 0
@@ -371,7 +443,16 @@ class PbtAlgoObserver(AlgoObserver):
             )
         self.iteration += 1
         self.interval_s = self._interval_duration()
-        self.ws.write_checkpoint(self._meta(frames, objective), self._state())
+        try:
+            self.ws.write_checkpoint(self._meta(frames, objective), self._state(), self._start.claim_token)
+        except WorkspaceError as exc:
+            if not isinstance(exc.__cause__, OSError):
+                raise  # e.g. the claim was taken over: this process must stop writing as this member
+            # a full disk / quota / I/O error on the shared folder: nothing was written (atomic), training is
+            # intact; skip this PBT iteration loudly and try again at the next interval
+            self.iteration -= 1
+            log.warning("PBT member %d: skipping the PBT iteration at frame %d: %s", self.member, frames, exc)
+            return
 
         now = self.clock()
         self._last_write = now
@@ -463,7 +544,7 @@ class PbtAlgoObserver(AlgoObserver):
             log.warning("PBT member %d: cannot copy leader %d (%s); keeping own weights", self.member, leader.member, exc)
             return
         old = dict(self.params)
-        base = leader.params
+        base = self._leader_params(leader)
         if self.p.exploit_params == "mixed":  # IGE: the leader's or its own params, probability 1/2 each
             if _rng(self.cfg, self.member, "exploit_base", self.iteration).random() >= 0.5:
                 base = old
@@ -495,6 +576,18 @@ class PbtAlgoObserver(AlgoObserver):
         self.ws.append_lineage("exploit", self.member, mode="restart", **event)
         self._restart(new, state, decision_time, "exploit", float(leader.objective))
 
+    def _leader_params(self, leader: MemberMeta) -> dict[str, Any]:
+        """Own params with the leader's values of OUR mutation keys: the leader's metadata is workspace content
+        (anyone can write it, checksum included), and its keys become argv on a restart. Other keys, keys
+        ``untrusted.refusal`` refuses and non-numeric values are dropped with one warning; a key the leader lacks
+        (a different mutation set) keeps our own value."""
+        where = f"PBT member {self.member}: params of leader {leader.member}"
+        theirs = safe_params(leader.params, self.keys, where)
+        bad = sorted(k for k, v in theirs.items() if not is_number(v))
+        if bad:
+            log.warning("%s: ignoring non-numeric values of %s", where, [shown(k) for k in bad])
+        return {**self.params, **{k: v for k, v in theirs.items() if k not in bad}}
+
     def _mutate_own(self, frames: int) -> None:
         decision_time = time.time()
         old = dict(self.params)
@@ -516,6 +609,11 @@ class PbtAlgoObserver(AlgoObserver):
     def _restart(
         self, new: dict[str, Any], state: dict[str, Any], decision_time: float, event: str, objective: float
     ) -> None:
+        if not self.overrides:
+            raise ConfigError(
+                f"PBT member {self.member} cannot restart: its command-line overrides are unknown (not started "
+                "through poptrain.train's Hydra app?); a restart without them would lose task and pbt.policy_idx"
+            )
         path = Path(self.algo.nn_dir) / "pbt_restart.pth"  # the member's own folder, not the shared workspace
         atomic_torch_save(state, path)
         self.restarts += 1
@@ -555,16 +653,19 @@ class PbtAlgoObserver(AlgoObserver):
         self._flush_pending()
         self.iteration += 1
         frames = int(self.algo.frame)
-        self.ws.write_checkpoint(self._meta(frames, self.objective(), finished=True), self._state())
+        self.ws.write_checkpoint(
+            self._meta(frames, self.objective(), finished=True), self._state(), self._start.claim_token
+        )
         self.export_best()
         if self._start.claim_token:
             self.ws.release_claim(self.member, self._start.claim_token)
 
     def export_best(self) -> None:
-        """Copy the best member's newest checkpoint + its full config into best/ (under a file lock)."""
-        lock_path = Path(self.ws.root) / ".best.lock"
-        with open(lock_path, "a+") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        """Copy the best member's newest checkpoint + its full config into best/ (under a file lock).
+
+        Never fatal: training has finished when this runs. A failure (no flock on this file system, best/
+        replaced by a symbolic link, a full disk) is one warning naming the cause."""
+        with _best_lock(Path(self.ws.root) / ".best.lock"):
             population = self.ws.read_population(include_stale=True)
             finite = [m for m in population.values() if math.isfinite(m.objective)]
             if not finite:
@@ -572,15 +673,80 @@ class PbtAlgoObserver(AlgoObserver):
             best = max(finite, key=lambda m: (m.objective, -m.member))
             try:
                 state = self.ws.load_state(best)
+                cfg_copy = copy.deepcopy(self.cfg)
+                apply_params(cfg_copy, {k: v for k, v in best.params.items() if k in self.keys})
+                cfg_copy.pbt.policy_idx = best.member
+                cfg_copy.experiment = best.experiment
+                config = exportable_config(cfg_copy)
+                config["checkpoint"] = ""
+                self.ws.export_best(best, state, config)
             except WorkspaceError as exc:
                 log.warning("cannot export best member %d: %s", best.member, exc)
                 return
-            cfg_copy = copy.deepcopy(self.cfg)
-            apply_params(cfg_copy, {k: v for k, v in best.params.items() if k in self.keys})
-            cfg_copy.pbt.policy_idx = best.member
-            cfg_copy.experiment = best.experiment
-            config: dict[str, Any] = OmegaConf.to_container(cfg_copy, resolve=True)  # type: ignore[assignment]
-            config["checkpoint"] = ""
-            self.ws.export_best(best, state, config)
             log.info("PBT best member %d (objective %.3f) exported to %s", best.member, best.objective,
                      Path(self.ws.root) / "best")
+
+
+#: errnos of flock() on a file system without locks (Lustre mounted without -o flock, some NFS setups)
+_NO_FLOCK = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL, errno.EBADF}
+
+
+@contextlib.contextmanager
+def _best_lock(path: Path) -> Iterator[None]:
+    """An exclusive flock on ``path`` (never following a link). Where the file system has no flock, export
+    without it and say so: each best/ file is still written atomically, meta.yaml last, so a reader sees a
+    complete export; two members finishing at the same moment may interleave, and the last one wins."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+    except OSError as exc:
+        log.warning("cannot open the best/ lock %s (%s); exporting without it", path, exc.strerror or exc)
+        yield
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError as exc:
+            if exc.errno not in _NO_FLOCK:
+                raise
+            log.warning("flock is not available on the file system of %s (errno %d: %s); exporting best/ "
+                        "without the lock (files stay atomic, the last export wins)", path, exc.errno,
+                        exc.strerror)
+        yield
+    finally:
+        os.close(fd)
+
+
+def exportable_config(cfg: DictConfig) -> dict[str, Any]:
+    """``cfg`` resolved for best/config.yaml, minus what the environment holds: a value that reads an environment
+    variable (``${oc.env:WANDB_API_KEY}``, also through other interpolations such as ``experiment``) is kept
+    as written instead of its value; a plain string holding such a value (e.g. an experiment name resolved by
+    the member) gets it replaced by ``<env>``. best/config.yaml and report.html are read by every co-user."""
+    raw: dict[str, Any] = OmegaConf.to_container(cfg, resolve=False)  # type: ignore[assignment]
+    resolved: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
+    secrets: set[str] = set()
+
+    def collect(r: Any, v: Any) -> None:
+        if isinstance(r, dict) and isinstance(v, dict):
+            for k in r:
+                collect(r[k], v.get(k))
+        elif isinstance(r, list) and isinstance(v, list):
+            for a, b in zip(r, v, strict=False):
+                collect(a, b)
+        elif isinstance(r, str) and "oc.env" in r and isinstance(v, str) and len(v) >= 4:
+            secrets.add(v)  # shorter values (e.g. "1") would redact half the config and are no secret
+
+    def scrub(r: Any, v: Any) -> Any:
+        if isinstance(v, dict):
+            return {k: scrub(r.get(k) if isinstance(r, dict) else None, x) for k, x in v.items()}
+        if isinstance(v, list):
+            rs = r if isinstance(r, list) else [None] * len(v)
+            return [scrub(a, b) for a, b in zip(rs, v, strict=False)]
+        if isinstance(v, str) and any(s in v for s in secrets):
+            if isinstance(r, str) and "${" in r:
+                return r
+            for s in secrets:
+                v = v.replace(s, "<env>")
+        return v
+
+    collect(raw, resolved)
+    return scrub(raw, resolved) if secrets else resolved

@@ -81,13 +81,28 @@ def override_key(override: str) -> str:
 
 
 def merge_overrides(overrides: Iterable[str], values: Mapping[str, Any]) -> list[str]:
-    """``overrides`` without those that set a key of ``values``, then ``key=value`` for each of ``values``."""
-    kept = [o for o in overrides if override_key(o) not in values]
-    return kept + [f"{k}={hydra_value(v)}" for k, v in values.items()]
+    """``overrides`` without those that set a key of ``values``, then ``key=value`` for each of ``values``.
+
+    A replaced override keeps its ``+``/``++`` prefix: ``+task.env.extra=1`` adds a key the defaults lack, and
+    ``task.env.extra=2`` would fail to compose (the member died at its first restart). A key the member deleted
+    with ``~`` and now sets gets ``++`` (add or override)."""
+    kept, prefix = [], {}
+    for o in overrides:
+        key = override_key(o)
+        if key not in values:
+            kept.append(o)
+            continue
+        head = o.split("=", 1)[0]
+        prefix[key] = "++" if head.startswith(("++", "~")) else "+" if head.startswith("+") else ""
+    return kept + [f"{prefix.get(k, '')}{k}={hydra_value(v)}" for k, v in values.items()]
 
 
 def restart_argv(overrides: Iterable[str], values: Mapping[str, Any]) -> list[str]:
-    """The full argv of the restarted member."""
+    """The full argv of the restarted member. ``overrides`` are the member's own command line; ``values``
+    (new params, checkpoint) pass the ``untrusted.refusal`` key rule here as a last gate (one warning)."""
+    from poptrain.untrusted import safe_params
+
+    values = safe_params(values, None, "PBT restart")
     return [sys.executable, "-m", "poptrain.train", *merge_overrides(overrides, values)]
 
 

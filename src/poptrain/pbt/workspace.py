@@ -5,7 +5,8 @@ Layout (see WORKSPACE_SPEC.md)::
     <root>/population.json           {"num_policies": N, "created": t}
     <root>/<idx:03d>/<iter:06d>.pth  checkpoint, plain Python/tensor values (loads weights_only=True)
     <root>/<idx:03d>/<iter:06d>.yaml MemberMeta (written after its .pth), with a sha256 over its fields
-    <root>/<idx:03d>/claim.json      {"pid", "host", "time", "token"} of the process running member idx
+    <root>/<idx:03d>/claim.<gen>.json {"pid", "host", "time", "token", "job"} of the process running member idx
+                                     (the newest generation holds; see Workspace.claim)
     <root>/lineage.jsonl             one JSON line per exploit / mutate / restart / resume
     <root>/best/                     checkpoint.pth + config.yaml + meta.yaml of the best member
 
@@ -17,7 +18,10 @@ Guarantees:
 - Readers read metadata only (never weights, except ``load_state`` of the one checkpoint being copied).
   A corrupt, truncated, partial, stray or foreign file is skipped with ONE warning per file (per version of
   it), and the sha256 checksum makes sure a reader never returns a value that differs from what was written.
-- Lineage lines are appended with one ``os.write`` of the whole line to an ``O_APPEND`` descriptor.
+- Lineage lines are appended with one ``os.write`` of the whole line to an ``O_APPEND`` descriptor; each carries
+  a sha256 over its other fields and every standard field is type-checked on read (bad lines: one warning, skipped).
+  Like the metadata checksum, it catches corruption, not forgery: values that become argv are filtered by
+  ``poptrain.untrusted`` wherever they are used.
 """
 
 from __future__ import annotations
@@ -44,10 +48,11 @@ import numpy as np
 import torch
 import yaml
 
-from poptrain.checkpoints import atomic_write
+from poptrain.checkpoints import atomic_write, chaos_enospc
 from poptrain.errors import WorkspaceError
 from poptrain.pbt.selection import interval_of
 from poptrain.pbt.selection import stale_limit_s as _stale_limit_s
+from poptrain.untrusted import shown
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +66,9 @@ _META_RE = re.compile(r"^(\d{6,})\.yaml$")
 _PTH_RE = re.compile(r"^(\d{6,})\.pth$")
 _MEMBER_DIR_RE = re.compile(r"^\d{3,}$")
 _EVENT_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+#: ``MemberMeta.extra`` key of the sha256 of the checkpoint bytes (set by ``write_checkpoint``)
+CHECKPOINT_DIGEST = "checkpoint_sha256"
+_CLAIM_RE = re.compile(r"^claim\.(\d{6,})\.json$")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -248,6 +256,44 @@ def _check_types(f: Mapping[str, Any]) -> None:
         raise ValueError(f"metadata fields have wrong types: {shown}")
 
 
+def _lineage_problem(rec: dict[str, Any], checked: bool = False) -> str:
+    """Why ``rec`` is not a valid lineage record ('' when it is): every standard field type-checked, and with
+    ``checked`` its ``sha256`` verified (a line edited, truncated or garbled after it was written fails)."""
+
+    def is_int(v: Any, lo: int = 0) -> bool:
+        return type(v) is int and v >= lo
+
+    def opt_int(v: Any) -> bool:
+        return v is None or is_int(v)
+
+    def params(v: Any) -> bool:
+        return isinstance(v, dict) and all(isinstance(k, str) for k in v)
+
+    problems = []
+    if not (isinstance(rec.get("event"), str) and _EVENT_RE.match(rec["event"])):
+        problems.append("event")
+    if not is_int(rec.get("member")):
+        problems.append("member")
+    problems += [n for n in ("source", "source_iteration", "iteration", "frames") if not opt_int(rec.get(n))]
+    problems += [n for n in ("old_params", "new_params") if not params(rec.get(n))]
+    changed = rec.get("changed")
+    if not (isinstance(changed, list) and all(isinstance(c, str) for c in changed)):
+        problems.append("changed")
+    if not (rec.get("mode") is None or isinstance(rec.get("mode"), str)):
+        problems.append("mode")
+    t = rec.get("time")
+    if not (isinstance(t, (int, float)) and not isinstance(t, bool) and math.isfinite(t)):
+        problems.append("time")
+    if problems:
+        return "wrong or missing field(s) " + ", ".join(problems)
+    if checked:
+        digest = rec.get("sha256")
+        body = {k: v for k, v in rec.items() if k != "sha256"}
+        if not isinstance(digest, str) or digest != _digest(body):
+            return "sha256 missing or does not match the line (corrupt or edited)"
+    return ""
+
+
 def _digest(fields: Mapping[str, Any]) -> str:
     canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"), allow_nan=True)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
@@ -282,7 +328,27 @@ def _torch_bytes(state: Any) -> bytes:
     return buf.getvalue()
 
 
+def _no_link(d: Path) -> Path:
+    """``d`` unless it is a symbolic link: a member folder or best/ replaced by a link (anyone can write the
+    workspace) would make every write land wherever it points. WorkspaceError naming it."""
+    if d.is_symlink():
+        raise WorkspaceError(
+            f"{str(d)!r} is a symbolic link; refusing to write through it (a link in the shared workspace can point "
+            "anywhere): remove it, or use a fresh pbt.workspace"
+        )
+    return d
+
+
+def _read_no_link(path: Path) -> bytes:
+    """The file's bytes; OSError (ELOOP) when it is a symbolic link, which is never followed."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    with os.fdopen(fd, "rb") as f:
+        return f.read()
+
+
 def _pid_alive(pid: int) -> bool:
+    if pid <= 0:  # os.kill(0 or -1, 0) signals a process group / every process: "alive" forever
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -336,7 +402,12 @@ class Workspace:
     def members(self) -> list[int]:
         """Member folders present (``000``, ``001``, ...), sorted."""
         try:
-            names = [e.name for e in os.scandir(self.root) if e.is_dir() and _MEMBER_DIR_RE.match(e.name)]
+            # never a symbolic link: a member folder pointing elsewhere would be read and written through
+            names = [
+                e.name
+                for e in os.scandir(self.root)
+                if e.is_dir(follow_symlinks=False) and _MEMBER_DIR_RE.match(e.name)
+            ]
         except FileNotFoundError:
             return []
         return sorted(int(n) for n in names)
@@ -368,7 +439,7 @@ class Workspace:
                 out.append((int(m.group(1)), e.path))  # str: Path objects only for files actually read
             elif e.name.startswith(".") and e.name.endswith(".tmp"):
                 continue  # another process is writing it right now
-            elif not (_PTH_RE.match(e.name) or e.name == "claim.json"):
+            elif not (_PTH_RE.match(e.name) or _CLAIM_RE.match(e.name) or e.name == "claim.json"):
                 self._warn_once(Path(e.path), "not a PBT workspace file (expected <iteration:06d>.yaml/.pth)")
         out.sort(key=lambda t: t[0], reverse=True)
         return out
@@ -376,7 +447,7 @@ class Workspace:
     def _read_meta(self, path: Path, member: int, iteration: int) -> MemberMeta | None:
         """Parse and verify one metadata file; None (one warning) when it is not valid."""
         try:
-            raw = path.read_bytes()
+            raw = _read_no_link(path)
         except FileNotFoundError:
             return None  # deleted between listing and reading
         except OSError as exc:
@@ -436,13 +507,21 @@ class Workspace:
         return out
 
     # -- checkpoints ------------------------------------------------------------------------------------
-    def write_checkpoint(self, meta: MemberMeta, state: dict) -> Path:
+    def write_checkpoint(self, meta: MemberMeta, state: dict, claim_token: str = "") -> Path:
         """Write ``state`` as ``meta.checkpoint`` then ``meta`` as ``<iteration:06d>.yaml``; return the yaml path.
-        Any OSError (e.g. a full disk) raises WorkspaceError and leaves no partial or orphan file behind."""
-        d = self.member_dir(meta.member)
+        Any OSError (e.g. a full disk) raises WorkspaceError and leaves no partial or orphan file behind.
+        With ``claim_token``: WorkspaceError before writing anything when that token no longer holds the member."""
+        if claim_token:
+            self.check_claim(meta.member, claim_token)
+        d = _no_link(self.member_dir(meta.member))
         pth = d / meta.checkpoint
         yml = d / f"{meta.iteration:06d}.yaml"
         payload = _torch_bytes(state)
+        # the checkpoint's own digest rides in the (checksummed) metadata: torch.load accepts a checkpoint with
+        # flipped tensor bytes silently (measured: one flipped byte loads as a changed weight), load_state does not
+        meta = dataclasses.replace(
+            meta, extra={**meta.extra, CHECKPOINT_DIGEST: hashlib.sha256(payload).hexdigest()}
+        )
         meta_bytes = _dump_yaml(meta.to_dict())
         _atomic_write(pth, payload)
         try:
@@ -456,13 +535,24 @@ class Workspace:
     def load_state(self, meta: MemberMeta) -> dict:
         """Load meta's checkpoint weights-only on CPU; WorkspaceError when it is gone or unreadable."""
         path = self.member_dir(meta.member) / meta.checkpoint
+        if path.is_symlink() or path.parent.is_symlink():
+            raise WorkspaceError(f"checkpoint {str(path)!r} is or lies under a symbolic link; not followed")
         if not path.is_file():
             raise WorkspaceError(
                 f"checkpoint {str(path)!r} of member {meta.member} iteration {meta.iteration} is gone "
                 "(cleaned up or never written)"
             )
         try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
+            raw = _read_no_link(path)
+        except OSError as exc:
+            raise WorkspaceError(f"checkpoint {str(path)!r} is unreadable ({exc.strerror or exc})") from None
+        expected = meta.extra.get(CHECKPOINT_DIGEST)
+        if isinstance(expected, str) and hashlib.sha256(raw).hexdigest() != expected:
+            raise WorkspaceError(
+                f"checkpoint {str(path)!r} does not match the sha256 in its metadata (corrupt or replaced file)"
+            )
+        try:
+            state = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
         except Exception as exc:  # any unpickling/format failure means "not a usable checkpoint"
             raise WorkspaceError(
                 f"checkpoint {str(path)!r} is not readable with weights_only=True ({type(exc).__name__}: "
@@ -493,8 +583,14 @@ class Workspace:
             "time": _time.time(),
         }
         record.update(fields)
+        record.pop("sha256", None)
         record = _plain_data(record, "lineage")
-        line = (json.dumps(record, sort_keys=True, allow_nan=True) + "\n").encode("utf-8")
+        problem = _lineage_problem(record)
+        if problem:
+            raise ValueError(f"lineage record: {problem}")
+        # like metadata: a reader never acts on a line changed after it was written
+        signed = {**record, "sha256": _digest(record)}
+        line = (json.dumps(signed, sort_keys=True, allow_nan=True) + "\n").encode("utf-8")
         path = self.lineage_path
         try:
             self.root.mkdir(parents=True, exist_ok=True)
@@ -502,6 +598,7 @@ class Workspace:
         except OSError as exc:
             raise WorkspaceError(f"cannot append to {str(path)!r}: {exc.strerror or exc}") from exc
         try:
+            chaos_enospc()
             written = os.write(fd, line)
             if written != len(line):  # a short write (full disk): end the broken line so the next one parses
                 os.write(fd, b"\n")
@@ -529,19 +626,20 @@ class Workspace:
                 continue
             try:
                 rec = json.loads(line.decode("utf-8"))
-                ok = (
-                    isinstance(rec, dict)
-                    and isinstance(rec.get("event"), str)
-                    and type(rec.get("member")) is int
+                why = (
+                    "not a JSON object" if not isinstance(rec, dict) else _lineage_problem(rec, checked=True)
                 )
-            except (UnicodeDecodeError, ValueError, RecursionError):
-                ok = False
-            if not ok:
+            except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+                why = f"not JSON ({type(exc).__name__})"
+            if why:
                 key = (lineno, hashlib.sha1(line).hexdigest())
                 if key not in self._warned_lines:
                     self._warned_lines.add(key)
-                    log.warning("PBT workspace: skipping corrupt line %d of %s", lineno, self.lineage_path)
+                    log.warning(
+                        "PBT workspace: skipping corrupt line %d of %s: %s", lineno, self.lineage_path, why
+                    )
                 continue
+            rec.pop("sha256")
             out.append(rec)
         return out
 
@@ -611,10 +709,31 @@ class Workspace:
             except OSError as exc:
                 log.warning("PBT workspace: cannot delete %s: %s", path, exc)
 
+    def remove_temp_files(self, member: int) -> list[str]:
+        """Delete every ``.*.tmp`` in the member's folder (call only while holding its claim: then they are
+        leftovers of a writer of this member killed mid-write); returns the names removed."""
+        d = self.member_dir(member)
+        try:
+            names = [n for n in os.listdir(d) if n.startswith(".") and n.endswith(".tmp")]
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        removed = []
+        for name in names:
+            try:
+                (d / name).unlink()
+                removed.append(name)
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                log.warning("PBT workspace: cannot remove leftover temp file %s: %s", d / name, exc)
+        if removed:
+            log.info("PBT workspace: removed %d leftover temp file(s) of member %d", len(removed), member)
+        return removed
+
     # -- best -------------------------------------------------------------------------------------------
     def export_best(self, meta: MemberMeta, state: dict, config: Mapping[str, Any]) -> Path:
         """Write root/best/{checkpoint.pth, config.yaml, meta.yaml} atomically (meta last); return the folder."""
-        d = self.best_dir
+        d = _no_link(self.best_dir)
         _atomic_write(d / "checkpoint.pth", _torch_bytes(state))
         _atomic_write(d / "config.yaml", _dump_yaml(_plain_data(config, "config")))
         _atomic_write(d / "meta.yaml", _dump_yaml(meta.to_dict()))
@@ -647,76 +766,143 @@ class Workspace:
                 "or a fresh pbt.workspace"
             )
 
-    def _read_claim(self, path: Path) -> dict | None:
+    def _claims(self, member: int) -> list[tuple[int, Path]]:
+        """(generation, path) of the member's claim files, newest first."""
+        d = self.member_dir(member)
         try:
+            names = os.listdir(d)
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        return sorted(((int(m.group(1)), d / n) for n in names if (m := _CLAIM_RE.match(n))), reverse=True)
+
+    def _read_claim(self, path: Path) -> dict | None:
+        """A claim's content; None (one warning) when it is not a claim (corrupt, garbled, foreign, a link)."""
+        try:
+            if path.is_symlink():
+                raise OSError("a symbolic link")
             claim = json.loads(path.read_bytes().decode("utf-8"))
         except FileNotFoundError:
             return None
         except (OSError, ValueError) as exc:
-            self._warn_once(path, f"corrupt claim ({type(exc).__name__}); taking it over")
+            self._warn_once(path, f"corrupt claim ({type(exc).__name__}); it counts as free")
             return None
         if not (isinstance(claim, dict) and {"pid", "host", "time", "token"} <= set(claim)):
-            self._warn_once(path, "foreign claim file; taking it over")
+            self._warn_once(path, "foreign claim file; it counts as free")
             return None
         return claim
+
+    def current_claim(self, member: int) -> dict | None:
+        """The member's newest claim (None: never claimed, released, or the newest one is unreadable)."""
+        claims = self._claims(member)
+        if not claims:
+            return None
+        claim = self._read_claim(claims[0][1])
+        return None if claim is None or claim.get("released") else claim
 
     def claim(self, member: int, num_policies: int) -> str:
         """Record that this process runs ``member``; return the claim token.
 
         Refused (WorkspaceError) when ``member`` is outside [0, num_policies) or another live process holds it:
         same host and its pid is alive (and not ours: os.execv keeps the pid), or another host and the claim or
-        the member's newest metadata is newer than ``stale_after_s``. Dead or stale claims are taken over."""
+        the member's newest metadata is newer than ``stale_after_s``. Dead or stale claims are taken over.
+
+        Race-free on one host and on NFS: claims are generations ``claim.<gen>.json`` and the newest one holds.
+        A process that judged generation g free (none, dead, stale, released, unreadable) creates g+1 by an
+        exclusive hard link of its fsync'ed temp file (``atomic_write(exclusive=True)``; link() is atomic on NFS
+        too), which exactly one of any number of concurrent processes gets; the others refuse. A claim is never
+        overwritten, so a process that read an old state cannot replace a newer claim. Holders re-check their
+        token before each write (``check_claim``)."""
         if isinstance(member, bool) or not isinstance(member, int) or not 0 <= member < num_policies:
             raise WorkspaceError(
                 f"pbt.policy_idx={member!r} is out of range: valid values are 0..{num_policies - 1} "
                 f"(num_policies={num_policies})"
             )
-        path = self.member_dir(member) / "claim.json"
+        _no_link(self.member_dir(member))
         host, pid, now = socket.gethostname(), os.getpid(), _time.time()
         job = os.environ.get("SLURM_JOB_ID", "")
-        old = self._read_claim(path)
-        if old is not None and not (old.get("host") == host and old.get("pid") == pid):
+        claims = self._claims(member)
+        gen = claims[0][0] if claims else -1
+        old = self._read_claim(claims[0][1]) if claims else None
+        if (
+            old is not None
+            and not old.get("released")
+            and not (old.get("host") == host and old.get("pid") == pid)
+        ):
             if job and old.get("job") == job:
                 # the same scheduler job started again (SLURM requeue, possibly on another node): the scheduler
                 # ended the previous run of this job, so its claim is ours to take over
                 live, how = False, f"SLURM job {job} was requeued"
             elif old.get("host") == host:
-                live = isinstance(old.get("pid"), int) and _pid_alive(old["pid"])
+                live = type(old.get("pid")) is int and _pid_alive(old["pid"])
                 how = f"process {old.get('pid')} on this host is alive"
             else:
                 meta = self.latest(member)
-                last = max(float(old.get("time") or 0.0), meta.time if meta else 0.0)
+                t = old.get("time")
+                claimed_at = float(t) if isinstance(t, (int, float)) and not isinstance(t, bool) else 0.0
+                last = max(claimed_at, meta.time if meta else 0.0)
                 live = now - last <= self.stale_after_s
-                how = f"host {old.get('host')!r} was active {now - last:.0f} s ago (< stale_after_s={self.stale_after_s:g})"
+                how = (
+                    f"host {shown(old.get('host'))!r} was active {now - last:.0f} s ago "
+                    f"(< stale_after_s={self.stale_after_s:g})"
+                )
             if live:
                 raise WorkspaceError(
                     f"duplicate member: pbt.policy_idx={member} is already running ({how}); give every member a "
-                    f"unique policy_idx in 0..{num_policies - 1}, or remove {str(path)!r} if that process is gone"
+                    f"unique policy_idx in 0..{num_policies - 1}, or remove {str(claims[0][1])!r} if that "
+                    "process is gone"
                 )
-            log.warning("PBT workspace: taking over stale claim of member %d (%s)", member, old)
+            log.warning("PBT workspace: taking over stale claim of member %d (%s)", member, shown(old))
         token = uuid.uuid4().hex
         data = json.dumps(
-            {"pid": pid, "host": host, "time": now, "token": token, "job": job}, sort_keys=True
+            {"pid": pid, "host": host, "time": now, "token": token, "job": job, "generation": gen + 1},
+            sort_keys=True,
         ).encode()
-        if old is None and not path.exists():
-            try:
-                _atomic_write(path, data, exclusive=True)
-            except FileExistsError:
-                raise WorkspaceError(
-                    f"duplicate member: another process claimed pbt.policy_idx={member} at the same moment"
-                ) from None
-        else:
-            _atomic_write(path, data)
-        check = self._read_claim(path)
-        if check is None or check.get("token") != token:
+        try:
+            _atomic_write(self._claim_path(member, gen + 1), data, exclusive=True)
+        except FileExistsError:
             raise WorkspaceError(
                 f"duplicate member: another process claimed pbt.policy_idx={member} at the same moment"
-            )
+            ) from None
+        self._drop_old_claims(member, gen + 1)
         return token
 
+    def _claim_path(self, member: int, gen: int) -> Path:
+        return self.member_dir(member) / f"claim.{gen:06d}.json"
+
+    def _drop_old_claims(self, member: int, newest: int) -> None:
+        """Remove generations below ``newest`` (never the newest: the counter must only grow)."""
+        for gen, path in self._claims(member):
+            if gen < newest:
+                try:
+                    path.unlink()
+                except OSError:
+                    pass  # another process removed it already
+
+    def check_claim(self, member: int, token: str) -> None:
+        """WorkspaceError unless ``token`` still holds the member's newest claim (called before every write:
+        a process that was judged stale and taken over must stop writing as that member)."""
+        claims = self._claims(member)
+        claim = self._read_claim(claims[0][1]) if claims else None
+        if claim is None or claim.get("token") != token or claim.get("released"):
+            holder = "nobody" if claim is None else shown({k: claim.get(k) for k in ("host", "pid", "job")})
+            raise WorkspaceError(
+                f"member {member}: this process no longer holds its claim (now held by {holder}); another "
+                "process took the member over, so this one stops writing to the workspace"
+            )
+
     def release_claim(self, member: int, token: str) -> None:
-        """Remove the member's claim if it is still ours (normal end of training)."""
-        path = self.member_dir(member) / "claim.json"
+        """Release the member's claim if it is still ours (normal end of training): a newer generation marked
+        ``released`` (the generation counter never goes back, see ``claim``)."""
+        claims = self._claims(member)
+        if not claims:
+            return
+        gen, path = claims[0]
         claim = self._read_claim(path)
-        if claim is not None and claim.get("token") == token:
-            path.unlink(missing_ok=True)
+        if claim is None or claim.get("token") != token:
+            return
+        data = json.dumps({**claim, "released": True, "time": _time.time()}, sort_keys=True).encode()
+        try:
+            _atomic_write(self._claim_path(member, gen + 1), data, exclusive=True)
+        except FileExistsError:
+            return  # taken over at this moment: not ours to release any more
+        self._drop_old_claims(member, gen + 1)

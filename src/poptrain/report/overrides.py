@@ -9,11 +9,15 @@ leaf still different (e.g. one that is an interpolation in the defaults but was 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
 from poptrain.errors import ConfigError
 from poptrain.pbt.restart import hydra_value, override_key
+from poptrain.untrusted import safe_params, shown
+
+log = logging.getLogger(__name__)
 
 #: top-level config keys that describe the policy and its env (everything under task./train. too)
 POLICY_TOP_KEYS = ("num_envs", "seed")
@@ -65,14 +69,38 @@ def compose(overrides: Sequence[str]) -> tuple[dict[str, Any], dict[str, Any]]:
     return cast(dict[str, Any], resolved), cast(dict[str, Any], raw)
 
 
+def _without_env_reads(data: Any, prefix: str = "") -> tuple[Any, list[str]]:
+    """``data`` without the leaves that read the environment (``${oc.env:...}``): a saved config is workspace
+    content, and resolving them would put this user's environment (API keys) into the play argv."""
+    if isinstance(data, Mapping):
+        out, dropped = {}, []
+        for k, v in data.items():
+            kept, sub = _without_env_reads(v, f"{prefix}.{k}" if prefix else str(k))
+            dropped += sub
+            if kept is not _DROP:
+                out[k] = kept
+        return out, dropped
+    if isinstance(data, str) and "${" in data and "oc.env" in data:
+        return _DROP, [prefix]
+    return data, []
+
+
+_DROP = object()
+
+
 def _resolved(saved: Mapping[str, Any]) -> dict[str, Any]:
-    """``saved`` with any ``${...}`` interpolation resolved (a config saved unresolved)."""
+    """``saved`` with any ``${...}`` interpolation resolved (a config saved unresolved), except reads of the
+    environment, which are dropped with one warning (the defaults' value is used for them)."""
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
     from poptrain.train import register_resolvers
 
     register_resolvers()
+    saved, dropped = _without_env_reads(saved)
+    if dropped:
+        log.warning("saved config: not resolving %d value(s) that read the environment: %s", len(dropped),
+                    ", ".join(shown(k) for k in dropped))
     try:
         out = OmegaConf.to_container(OmegaConf.create(dict(saved)), resolve=True)
     except OmegaConfBaseException as exc:
@@ -88,7 +116,9 @@ def config_overrides(saved: Mapping[str, Any]) -> list[str]:
         raise ConfigError("the saved config has no task.name; cannot tell which task it was trained on")
     base = [f"task={task}"]
     saved = _resolved(saved)
-    target = {k: v for k, v in flatten(saved).items() if _wanted(k)}
+    flat = {k: v for k, v in flatten(saved).items() if _wanted(k)}
+    # keys of a saved config become argv: the same rule as every other workspace key (one warning)
+    target = safe_params(flat, None, "saved config")
     resolved, raw = compose(base)
     defaults, raw_flat = flatten(resolved), flatten(raw)
     overrides = list(base)

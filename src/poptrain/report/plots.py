@@ -29,6 +29,7 @@ from poptrain.report.colors import OTHER_COLOR, MemberColors, member_colors, pal
 from poptrain.report.population import PopulationView  # noqa: E402
 from poptrain.report.schedule import build_schedule, lineage_segments, member_timeline  # noqa: E402
 from poptrain.report.status import short_keys  # noqa: E402
+from poptrain.untrusted import is_number, shown  # noqa: E402
 
 #: exploits are labelled "m<-s" only while there are at most this many
 MAX_LABELS = 24
@@ -284,8 +285,9 @@ def plot_params(view: PopulationView, colors: MemberColors | None = None) -> Fig
             timeline, history = timelines.get(member), view.histories.get(member)
             if not timeline or not history:
                 continue
-            xs = [p.frames for p in timeline if key in p.params] + [history[-1].frames]
-            ys = [p.params[key] for p in timeline if key in p.params]
+            # workspace values are untrusted: only finite numbers are plotted (strings, NaN, lists are skipped)
+            xs = [p.frames for p in timeline if is_number(p.params.get(key))] + [history[-1].frames]
+            ys = [p.params[key] for p in timeline if is_number(p.params.get(key))]
             if not ys:
                 continue
             ys.append(ys[-1])
@@ -293,8 +295,8 @@ def plot_params(view: PopulationView, colors: MemberColors | None = None) -> Fig
             ax.step(xs, ys, where="post", color=colors.color(member), lw=colors.linewidth(member),
                     alpha=colors.alpha(member), zorder=colors.zorder(member))
         if schedule is not None and schedule.points:
-            xs = [p.frames for p in schedule.points if key in p.params] + [schedule.total_frames]
-            ys = [p.params[key] for p in schedule.points if key in p.params]
+            xs = [p.frames for p in schedule.points if is_number(p.params.get(key))] + [schedule.total_frames]
+            ys = [p.params[key] for p in schedule.points if is_number(p.params.get(key))]
             if ys:
                 ys.append(ys[-1])
                 ax.step(xs, ys, where="post", color="black", ls="--", lw=1.4, zorder=5)
@@ -302,7 +304,9 @@ def plot_params(view: PopulationView, colors: MemberColors | None = None) -> Fig
         if values and len(positive) == len(values) and (max(values) / min(values) > 20
                                                          or "learning_rate" in key or key.endswith("lr")):
             ax.set_yscale("log")
-        ax.set_title(names[key], fontsize=10)
+        ax.set_title(plain_label(names[key]), fontsize=10)
+        if not values:
+            ax.text(0.5, 0.5, "no numeric values", ha="center", va="center", transform=ax.transAxes, color="#666666")
         ax.xaxis.set_major_formatter(_fmt_frames)
         ax.grid(alpha=0.3)
         ax.tick_params(labelsize=8)
@@ -316,6 +320,11 @@ def plot_params(view: PopulationView, colors: MemberColors | None = None) -> Fig
     for ax in axes[-1]:
         ax.set_xlabel("env frames")
     return fig
+
+
+def plain_label(text: Any, limit: int = 80) -> str:
+    """Workspace text as a matplotlib label: one line, no math text (``$\\frac{$`` failed at draw time)."""
+    return shown(text, limit).replace("$", r"\$")
 
 
 def _int(value: Any) -> int | None:

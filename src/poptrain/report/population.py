@@ -22,6 +22,8 @@ from poptrain.pbt.selection import interval_of, stale_limit_s
 from poptrain.pbt.slot_status import read_slot_status
 from poptrain.pbt.workspace import MemberMeta, Workspace
 
+_SafeLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 log = logging.getLogger(__name__)
 
 #: default seconds without new metadata after which a member counts as stale (the engine's default)
@@ -113,11 +115,16 @@ def _read_population_json(root: Path, notes: list[str]) -> int | None:
 
 
 def _read_yaml(path: Path, notes: list[str]) -> dict[str, Any] | None:
+    """A YAML mapping from best/, or None with a note: missing, a symbolic link (never followed: it could point
+    anywhere), invalid UTF-8, not YAML, nested too deep for the parser, or not a mapping."""
+    if path.is_symlink():
+        notes.append(f"{path} is a symbolic link; not followed, skipped")
+        return None
     if not path.exists():
         return None
     try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
+        data = yaml.load(path.read_bytes().decode("utf-8"), Loader=_SafeLoader)
+    except (OSError, yaml.YAMLError, UnicodeDecodeError, RecursionError) as exc:
         notes.append(f"{path} is unreadable ({type(exc).__name__}); skipped")
         return None
     if not isinstance(data, dict):
@@ -164,9 +171,11 @@ def load_population(
         notes=notes,
     )
     best = root / "best"
-    if best.is_dir():
+    if best.is_symlink():
+        notes.append(f"{best} is a symbolic link; not followed, best policy not shown")
+    elif best.is_dir():
         view.best_meta = _read_yaml(best / "meta.yaml", notes)
         view.best_config = _read_yaml(best / "config.yaml", notes)
         ckpt = best / "checkpoint.pth"
-        view.best_checkpoint = ckpt if ckpt.is_file() else None
+        view.best_checkpoint = ckpt if ckpt.is_file() and not ckpt.is_symlink() else None
     return view

@@ -10,6 +10,7 @@ Changes closer together than one epoch merge (the later params win; noted in the
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import re
@@ -22,8 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from poptrain.errors import ConfigError, PoptrainError
-from poptrain.report.overrides import compose, hydra_value, merge_overrides, override_key
+from poptrain.report.overrides import compose, flatten, hydra_value, merge_overrides, override_key
 from poptrain.report.schedule import Schedule, format_value
+from poptrain.untrusted import refusal, safe_params
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +74,19 @@ def base_overrides(member_overrides: Sequence[str], mutable_keys: Sequence[str])
     return out
 
 
+def vet_schedule(schedule: Schedule, base: Sequence[str]) -> Schedule:
+    """``schedule`` with only the param keys that may become overrides: keys that pass ``untrusted.refusal`` and
+    exist in the config ``base`` composes. Lineage lines and metadata are workspace content: a key
+    ``--experimental-rerun`` made ``python -m poptrain.train`` unpickle a file. Refused keys: one warning."""
+    keys = sorted({k for p in schedule.points for k in p.params}, key=str)
+    known = flatten(compose(list(base))[0])
+    allowed = [k for k in keys if not refusal(k) and k in known]
+    kept = safe_params(dict.fromkeys(keys), allowed, f"replay of member {schedule.member}: recorded params")
+    points = [dataclasses.replace(p, params={k: v for k, v in p.params.items() if k in kept})
+              for p in schedule.points]
+    return dataclasses.replace(schedule, points=points)
+
+
 def plan_segments(schedule: Schedule, frames_per_epoch: int, base: Sequence[str] = ()) -> ReplayPlan:
     """Cut the schedule into training runs at epoch boundaries (pure)."""
     if frames_per_epoch <= 0:
@@ -110,7 +125,8 @@ def frames_per_epoch(overrides: Sequence[str]) -> int:
 def segment_argv(plan: ReplayPlan, segment: ReplaySegment, train_dir: str | Path, experiment: str,
                  checkpoint: str | None, extra: Sequence[str] = ()) -> list[str]:
     """The command of one segment (an argv list)."""
-    params = [f"{key}={hydra_value(value)}" for key, value in sorted(segment.params.items())]
+    # last gate (plans built without vet_schedule too): never a key the rule refuses
+    params = [f"{key}={hydra_value(value)}" for key, value in sorted(segment.params.items()) if not refusal(key)]
     run = [f"train_dir={train_dir}", f"experiment={experiment}", f"max_iterations={segment.max_iterations}"]
     if checkpoint:
         run.append(f"checkpoint={checkpoint}")
@@ -150,8 +166,10 @@ def run_streaming(argv: list[str]) -> tuple[int, str]:
 
 
 def run_replay(plan: ReplayPlan, train_dir: str | Path, experiment: str, extra: Sequence[str] = (),
-               runner: Runner = run_streaming) -> str:
-    """Run every segment in order; returns the final checkpoint. PoptrainError when a segment fails."""
+               runner: Runner | None = None) -> str:
+    """Run every segment in order (``runner``: default ``run_streaming``); returns the final checkpoint.
+    PoptrainError when a segment fails."""
+    runner = runner or run_streaming
     checkpoint: str | None = None
     for seg in plan.segments:
         argv = segment_argv(plan, seg, train_dir, experiment, checkpoint, extra)

@@ -18,6 +18,7 @@ from rich.text import Text
 
 from poptrain.report.population import PopulationView
 from poptrain.report.schedule import format_value
+from poptrain.untrusted import shown
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,7 @@ class StatusRow:
             "rank": self.rank,
             "iteration": self.iteration,
             "frames": self.frames,
-            "params": dict(self.params),
+            "params": _finite_json(self.params),
             "restarts": self.restarts,
             "exploits": self.exploits,
             "last_seen_s": None if self.last_seen_s is None else round(self.last_seen_s, 1),
@@ -56,6 +57,17 @@ class StatusRow:
             "parent": self.parent,
             "experiment": self.experiment,
         }
+
+
+def _finite_json(value: Any) -> Any:
+    """``value`` with every non-finite float as None: strict JSON (a NaN or inf param value is workspace data)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): _finite_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite_json(v) for v in value]
+    return value
 
 
 def status_rows(view: PopulationView) -> list[StatusRow]:
@@ -220,11 +232,13 @@ def render(view: PopulationView, rows: list[StatusRow] | None = None) -> Group:
     rows = status_rows(view) if rows is None else rows
     keys = sorted({k for r in rows for k in r.params})
     names = short_keys(keys)
-    table = Table(title=f"PBT population  {view.root}", title_justify="left", header_style="bold",
-                  box=box.SIMPLE_HEAD, pad_edge=False)
+    # every cell, header and title is a Text built from shown(): workspace content (keys, values, paths) is
+    # untrusted, and a plain str cell is parsed as rich markup ("[/x]" raised MarkupError)
+    table = Table(title=Text(shown(f"PBT population  {view.root}", 400)), title_justify="left",
+                  header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False)
     for header in ("#", "member", "objective", "iter", "frames", *[names[k] for k in keys],
                    "rst/exp", "parent", "seen"):
-        table.add_column(header, justify="right", no_wrap=True)
+        table.add_column(Text(shown(header, 60)), justify="right", no_wrap=True)
     table.add_column("state", no_wrap=True)
     for r in rows:
         cells: list[Any] = [
@@ -237,10 +251,10 @@ def render(view: PopulationView, rows: list[StatusRow] | None = None) -> Group:
             "—" if r.iteration is None else f"{r.restarts}/{r.exploits}",
             "—" if not r.parent else f"{int(r.parent['member']):03d}@{r.parent.get('iteration')}",
             _ago(r.last_seen_s),
-            Text(r.state, style=STATE_STYLE.get(r.state, "")),
         ]
-        table.add_row(*cells, style="bold" if r.rank == 1 else None)
-    parts: list[Any] = [table, Text(verdict(rows), style="bold")]
+        table.add_row(*[Text(shown(c, 60)) for c in cells], Text(r.state, style=STATE_STYLE.get(r.state, "")),
+                      style="bold" if r.rank == 1 else None)
+    parts: list[Any] = [table, Text(shown(verdict(rows), 1000), style="bold")]
     for note in view.notes + waiting_notes(view):
-        parts.append(Text(f"note: {note}", style="yellow"))
+        parts.append(Text(shown(f"note: {note}", 1000), style="yellow"))
     return Group(*parts)

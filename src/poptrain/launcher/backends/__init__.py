@@ -193,6 +193,8 @@ class Backend:
     """The value of ``--backend`` that selects this backend."""
     attached: ClassVar[bool] = False
     """True when the jobs live only as long as the launcher (it must wait for them)."""
+    owns_jobs: ClassVar[bool] = False
+    """True when a launcher that watches its jobs also owns them (a Ray driver): a signal cancels them."""
     poll_interval_s: float = 1.0
     """Seconds between polls in :meth:`wait`."""
 
@@ -253,10 +255,11 @@ def backend_classes() -> dict[str, type[Backend]]:
     """``--backend`` value -> class."""
     from poptrain.launcher.backends.ngc import NgcBackend
     from poptrain.launcher.backends.processes import ProcessesBackend
+    from poptrain.launcher.backends.ray import RayBackend  # imports ray itself only when it connects
     from poptrain.launcher.backends.slurm import SlurmBackend
 
-    return {cls.name: cls for cls in (ProcessesBackend, SlurmBackend, NgcBackend)}
+    return {cls.name: cls for cls in (ProcessesBackend, SlurmBackend, NgcBackend, RayBackend)}
 
 
-BACKEND_NAMES = ("processes", "slurm", "ngc")
+BACKEND_NAMES = ("processes", "slurm", "ngc", "ray")
 """Valid values of ``--backend``."""

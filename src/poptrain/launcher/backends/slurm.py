@@ -293,6 +293,12 @@ class SlurmBackend(Backend):
             problems.append(f"--slurm_mem {mem!r}: valid: a number with an optional K/M/G/T suffix, e.g. 8G")
         if pause_between < 0:
             problems.append(f"--pause_between {pause_between}: valid: seconds >= 0")
+        if partition and not re.fullmatch(r"[A-Za-z0-9_.-]+(,[A-Za-z0-9_.-]+)*", partition):
+            # a newline here ended the #SBATCH line and ran the rest as a shell command in the job
+            problems.append(
+                f"--slurm_partition {partition!r}: valid: partition names of letters, digits, _ . - "
+                "(comma-separated for several)"
+            )
         if problems:
             raise ConfigError("; ".join(problems))
         self.pause_between = pause_between
@@ -449,6 +455,14 @@ class SlurmBackend(Backend):
                 "timeout": self.timeout,
                 "mem": self.mem,
             }
+            # one-line values: a newline in a path or name (e.g. --train_dir) would end its #SBATCH / echo line
+            # and run the rest as a shell command of the job
+            for key in ("job_name", "name", "run_name", "log_path", "output_dir", "experiment_dir", "cwd"):
+                if any(c in values[key] for c in "\n\r\0"):
+                    raise ConfigError(
+                        f"{key} {values[key]!r} holds a newline or NUL, which would break out of the sbatch "
+                        "script; valid: a single line (check --train_dir and the experiment names)"
+                    )
             script_path = os.path.join(self.workdir, p.run_name, f"{p.name}.sbatch")
             if self.ige_template:
                 text = self._render_ige(p, job_name, log_path, exports, script_path)

@@ -1,0 +1,709 @@
+"""Run each experiment as a Ray task on a Ray cluster (``--backend ray``; needs ``pip install 'poptrain[ray]'``).
+
+One Ray task per experiment, asking ``--ray_cpus_per_job`` CPUs and ``--ray_gpus_per_job`` GPUs: Ray picks
+the node and the GPUs, and queues what does not fit. The task (:func:`run_member`, on the node) starts the
+experiment's argv exactly as given, as a child in its own session, with
+
+- the node's environment (the Ray worker's, plus ``env_vars`` of ``--ray_runtime_env``), the experiment's
+  ``env_vars``, ``POPTRAIN_LAUNCH_ATTEMPT=<n>`` and ``CUDA_VISIBLE_DEVICES`` set to the GPUs Ray assigned;
+- the launcher's working directory as its cwd, stdout+stderr appended to ``<output_dir>/log.txt``;
+- ``<output_dir>/ray_attempt.json`` (attempt, node, pids) written when it starts, which is how the launcher
+  sees it running and how tests find the child's pid.
+
+With ``--ray_wait`` the launcher is the Ray driver that owns the tasks: it watches them (the live table), and
+Ctrl-C / SIGTERM cancels every task; a cancelled task stops its child's process group (SIGTERM, SIGKILL after
+``kill_grace_s``) before it ends, on whatever node it runs. Ray ends a driver's tasks when the driver exits,
+so without ``--ray_wait`` the launcher does not submit the tasks itself: it submits *itself* (the same
+arguments plus ``--ray_wait --ray_address auto``) as a Ray job through the head's job API and returns; that
+job's driver, on the head, owns the members (``ray job logs -f ID``; ``ray job stop ID`` cancels them).
+
+Faults: a child that exits non-zero, and a task whose worker or node died (Ray's WorkerCrashedError /
+NodeDiedError / ...), are started again, up to ``--max_restarts`` times; Ray places the new task on a node
+that is alive. A PBT member started again resumes from its own newest checkpoint in the workspace.
+The child carries PR_SET_PDEATHSIG=SIGKILL: when the worker that started it dies, the child dies too, so a
+member never runs twice.
+
+Shared filesystem: every member reads and writes the workspace under train_dir, so train_dir must be the
+same folder on every node. Before submitting, the launcher writes a random token to
+``<experiment_dir>/.poptrain-ray-probe``; each task checks it on its node before starting anything, and a
+mismatch stops the whole population with one error naming the node and the path.
+
+Only this module imports ray, and only when a cluster is needed (submit), so render / --ray_print_only work
+without it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import json
+import logging
+import os
+import re
+import secrets
+import select
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import deque
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from poptrain.errors import ConfigError, LaunchError
+from poptrain.launcher.backends import (
+    LOG_NAME,
+    Backend,
+    JobState,
+    JobStatus,
+    RenderedJob,
+    atomic_write,
+    last_log_line,
+)
+from poptrain.launcher.run_description import PlannedExperiment
+
+log = logging.getLogger(__name__)
+
+ATTEMPT_NAME = "ray_attempt.json"
+"""Written by the task into the experiment's output_dir when its child starts."""
+PROBE_NAME = ".poptrain-ray-probe"
+"""The shared-filesystem probe the launcher writes into every experiment_dir."""
+_ADDRESS = re.compile(r"(?P<host>[A-Za-z0-9.\-]+|\[[0-9A-Fa-f:]+\]):(?P<port>\d{1,5})")
+_LOOPBACK = ("127.0.0.1", "localhost", "[::1]")
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def check_address(address: str) -> str:
+    """``auto``, ``local`` or ``HOST:PORT`` (the GCS port of a running head); ConfigError otherwise."""
+    if address in ("auto", "local"):
+        return address
+    match = _ADDRESS.fullmatch(address)
+    if match is None or not 1 <= int(match.group("port")) <= 65535:
+        raise ConfigError(
+            f"--ray_address {address!r}: valid: auto (RAY_ADDRESS or the newest local head), local (start a "
+            "private one-node cluster), or HOST:PORT of a running head's GCS, e.g. 10.0.0.5:6379"
+        )
+    return address
+
+
+def read_runtime_env(path: str) -> dict[str, Any]:
+    """The ``--ray_runtime_env`` file (JSON or YAML) as a mapping; ConfigError naming the file otherwise."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f)
+    except OSError as exc:
+        raise ConfigError(f"--ray_runtime_env {path!r} cannot be read: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--ray_runtime_env {path!r} is not valid JSON/YAML: {exc}") from None
+    if not isinstance(data, dict) or not all(isinstance(k, str) for k in data):
+        raise ConfigError(
+            f"--ray_runtime_env {path!r}: valid: a mapping such as {{env_vars: {{KEY: value}}, pip: [...]}}, "
+            f"got a {type(data).__name__}"
+        )
+    env_vars = data.get("env_vars", {})
+    if not isinstance(env_vars, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in env_vars.items()
+    ):
+        raise ConfigError(f"--ray_runtime_env {path!r}: env_vars must map names to strings, got {env_vars!r}")
+    return data
+
+
+# ---- what runs on the node --------------------------------------------------------------------------
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the forked child: SIGKILL us when the thread that started us (the Ray worker) dies."""
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL))
+
+
+def _kill_group(pgid: int, sig: signal.Signals) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _pidfd_open(pid: int) -> int | None:
+    """A file descriptor that becomes readable when ``pid`` exits (None where pidfds are unsupported)."""
+    opener = getattr(os, "pidfd_open", None)
+    if opener is None:
+        return None
+    try:
+        return int(opener(pid))
+    except OSError:
+        return None
+
+
+def _node_ip() -> str:
+    try:
+        import ray
+
+        return str(ray.util.get_node_ip_address())
+    except Exception:  # outside a Ray worker (tests of the pure parts): the host name is as good
+        return socket.gethostname()
+
+
+def probe_error(probe_path: str, token: str, node: str) -> str:
+    """'' when ``probe_path`` holds ``token`` here, else the one error the launcher reports."""
+    try:
+        with open(probe_path, encoding="utf-8") as f:
+            seen = f.read().strip()
+    except OSError as exc:
+        seen = f"<{exc.strerror}>"
+    if seen == token:
+        return ""
+    return (
+        f"train_dir is not shared with node {node}: {probe_path} there says {seen!r}, the launcher wrote "
+        f"{token!r}. Every node must see train_dir (and the PBT workspace in it) at the same path: put it "
+        "on a shared filesystem (NFS, Lustre, EFS, a Kubernetes ReadWriteMany volume); see docs/ray.md"
+    )
+
+
+def run_member(spec: dict[str, Any]) -> dict[str, Any]:
+    """The body of one Ray task: check the shared filesystem, run the child, report how it ended.
+
+    Returns ``{"kind": "exit", "code": N, "node": ip}`` or ``{"kind": "not_shared", "error": ..., "node": ip}``.
+    On cancellation (Ray raises KeyboardInterrupt in this thread) the child's process group gets SIGTERM,
+    then SIGKILL after ``spec["kill_grace_s"]``, and the interrupt propagates.
+    """
+    node = _node_ip()
+    error = probe_error(spec["probe_path"], spec["probe_token"], node)
+    if error:
+        return {"kind": "not_shared", "error": error, "node": node}
+
+    env = dict(os.environ)
+    env.update(spec["env_vars"])
+    env["POPTRAIN_LAUNCH_ATTEMPT"] = str(spec["attempt"])
+    gpus = ""
+    if spec["gpus_per_job"] > 0:
+        import ray
+
+        # Ray's assignment on this node; the child sees exactly these GPUs. Ray sets the worker's own
+        # CUDA_VISIBLE_DEVICES too, except under RAY_EXPERIMENTAL_NOSET_CUDA_VISIBLE_DEVICES: set it here.
+        gpus = ",".join(str(g) for g in ray.get_gpu_ids())
+        env["CUDA_VISIBLE_DEVICES"] = gpus
+    log_path = spec["log_path"]
+    os.makedirs(os.path.dirname(log_path), exist_ok=True)
+    with open(log_path, "ab") as logf:
+        pin = f" CUDA_VISIBLE_DEVICES={gpus}" if spec["gpus_per_job"] > 0 else ""
+        logf.write(
+            f"[launcher] attempt {spec['attempt']}/{spec['max_attempts']} on ray node {node}{pin}: "
+            f"{spec['cmd']}\n".encode()
+        )
+        logf.flush()
+        try:
+            child = subprocess.Popen(
+                spec["argv"],
+                stdin=subprocess.DEVNULL,
+                stdout=logf,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=spec["cwd"] if os.path.isdir(spec["cwd"]) else None,
+                start_new_session=True,
+                preexec_fn=_die_with_parent,  # noqa: PLW1509 - needed: no subprocess flag sets a death signal
+            )
+        except OSError as exc:
+            logf.write(f"[launcher] could not start: {exc}\n".encode())
+            return {"kind": "exit", "code": 127, "node": node, "error": f"could not start: {exc.strerror}"}
+    record = {
+        "attempt": spec["attempt"],
+        "node": node,
+        "pid": child.pid,
+        "worker_pid": os.getpid(),
+        "started": time.time(),
+    }
+    # The launcher's atomic_write (temp + os.replace), as the slurm backend's records: poptrain.checkpoints'
+    # imports torch, which would add seconds and ~300 MB to every Ray worker that runs a member.
+    atomic_write(os.path.join(os.path.dirname(log_path), ATTEMPT_NAME), json.dumps(record))
+    pidfd = _pidfd_open(child.pid)
+    try:
+        while True:
+            # Short waits in Python, not one blocking waitpid, so that Ray's cancel (an exception raised in
+            # this thread between two bytecodes) gets through. A pidfd wakes us the moment the child exits;
+            # Popen.wait(timeout) polls with sleeps of up to 50 ms, which cost 5-10 % of the slot time of
+            # 0.5 s jobs in benchmarks/launcher.py.
+            if pidfd is not None:
+                select.select([pidfd], [], [], 0.5)
+            try:
+                code = child.wait(timeout=0 if pidfd is not None else 0.5)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+    except BaseException:
+        _kill_group(child.pid, signal.SIGTERM)
+        try:
+            child.wait(timeout=spec["kill_grace_s"])
+        except subprocess.TimeoutExpired:
+            pass
+        _kill_group(child.pid, signal.SIGKILL)
+        child.wait()
+        with open(log_path, "ab") as logf:
+            logf.write(f"[launcher] cancelled; process group {child.pid} stopped\n".encode())
+        raise
+    finally:
+        if pidfd is not None:
+            os.close(pidfd)
+    _kill_group(child.pid, signal.SIGKILL)  # leftovers of a finished experiment are orphans
+    return {"kind": "exit", "code": code, "node": node}
+
+
+# ---- the launcher side ------------------------------------------------------------------------------
+def _job_argv(args: argparse.Namespace) -> list[str]:
+    """This launcher's command line as a Ray job's entrypoint runs it: on the head, watching (--ray_wait).
+
+    --ray_runtime_env is not repeated: the job itself gets the runtime_env, and its tasks inherit it.
+    """
+    return [
+        sys.executable, "-m", "poptrain.launcher.run", "--run", args.run, "--backend", "ray",
+        "--train_dir", os.path.abspath(args.train_dir), "--pause_between", str(args.pause_between),
+        "--experiment_suffix", args.experiment_suffix, "--ray_address", "auto",
+        "--ray_cpus_per_job", str(args.ray_cpus_per_job), "--ray_gpus_per_job", str(args.ray_gpus_per_job),
+        "--max_restarts", str(args.max_restarts), "--ray_wait",
+    ]  # fmt: skip
+
+
+@contextlib.contextmanager
+def _signal_exceptions_unwrapped() -> Iterator[None]:
+    """Re-raise what a Python signal handler raised inside a Ray call (the CLI's Ctrl-C / SIGTERM stop).
+
+    Ray's Cython ``wait`` turns an exception raised by a signal handler while it blocks into
+    ``SystemError: ... returned a result with an exception set``, with the handler's exception as context.
+    """
+    try:
+        yield
+    except SystemError as exc:
+        inner = exc.__cause__ or exc.__context__
+        if inner is None:
+            raise
+        raise inner from None
+
+
+@dataclass
+class _Member:
+    rendered: RenderedJob
+    status: JobStatus
+    spec: dict[str, Any]
+    ref: Any = None
+    """The running task's ObjectRef (None while queued or once terminal)."""
+    attempt: int = 0
+    """The current attempt, 1-based (0 before the first submission)."""
+    started_at: float = 0.0
+    """monotonic() when the launcher first saw this attempt's ray_attempt.json (0: not started yet)."""
+    runtime_before_s: float = 0.0
+    """Seconds run by earlier attempts."""
+    cancel_requested: bool = False
+
+
+class RayBackend(Backend):
+    """One Ray task per experiment on an existing (or private) Ray cluster.
+
+    ``address``: ``auto`` / ``HOST:PORT`` / ``local`` (--ray_address). ``gpus_per_job``, ``cpus_per_job``: what
+    each task asks Ray for (fractions allowed). ``runtime_env``: Ray runtime_env of every task (and of the
+    launcher's Ray job without --ray_wait); ``runtime_env_source``: its file, shown by render.
+    ``max_restarts``: starts after a non-zero exit or a dead worker/node. ``pause_between``: seconds between two
+    task submissions. ``print_only``: --ray_print_only. ``cwd``: the members' working directory (default: the
+    launcher's). ``poll_interval_s``: longest wait between two polls. ``kill_grace_s``: SIGTERM -> SIGKILL
+    delay on cancel. ``wait``: --ray_wait (False: submit ``launcher_argv`` as a Ray job instead).
+    """
+
+    name = "ray"
+    attached = False
+    owns_jobs = True
+
+    def __init__(
+        self,
+        address: str = "auto",
+        gpus_per_job: float = 0,
+        cpus_per_job: float = 1,
+        runtime_env: Mapping[str, Any] | None = None,
+        runtime_env_source: str = "",
+        max_restarts: int = 0,
+        pause_between: float = 0.0,
+        print_only: bool = False,
+        cwd: str | None = None,
+        poll_interval_s: float = 0.5,
+        kill_grace_s: float = 5.0,
+        wait: bool = True,
+        launcher_argv: Sequence[str] = (),
+    ):
+        problems = []
+        try:
+            check_address(address)
+        except ConfigError as exc:
+            problems.append(str(exc))
+        if gpus_per_job < 0:
+            problems.append(
+                f"--ray_gpus_per_job {gpus_per_job}: valid: a number >= 0 (fractions share a GPU)"
+            )
+        if cpus_per_job < 0 or (cpus_per_job == 0 and gpus_per_job <= 0):
+            problems.append(
+                f"--ray_cpus_per_job {cpus_per_job}: valid: a number > 0 (>= 0 when --ray_gpus_per_job > 0)"
+            )
+        if max_restarts < 0:
+            problems.append(f"--max_restarts {max_restarts}: valid: an integer >= 0")
+        if pause_between < 0:
+            problems.append(f"--pause_between {pause_between}: valid: seconds >= 0")
+        if not wait and address == "local":
+            problems.append("--ray_address local ends with the launcher: add --ray_wait")
+        if not wait and not print_only and not launcher_argv:
+            problems.append("without --ray_wait the launcher needs its own argv to submit as a Ray job")
+        if problems:
+            raise ConfigError("; ".join(problems))
+        self.attach = wait
+        self.launcher_argv = list(launcher_argv)
+        self._dashboard_url = ""
+        self.address = address
+        self.gpus_per_job = gpus_per_job
+        self.cpus_per_job = cpus_per_job
+        self.runtime_env = dict(runtime_env or {})
+        self.runtime_env_source = runtime_env_source
+        self.max_restarts = max_restarts
+        self.pause_between = pause_between
+        self._print_only = print_only
+        self.cwd = os.path.abspath(cwd or os.getcwd())
+        self.poll_interval_s = poll_interval_s
+        self.kill_grace_s = kill_grace_s
+        self._members: list[_Member] = []
+        self._queue: deque[_Member] = deque()
+        self._last_submit = -float("inf")
+        self._remote: Any = None
+        self._ray: Any = None
+
+    @property
+    def print_only(self) -> bool:
+        return self._print_only
+
+    # ---- CLI ----
+    @classmethod
+    def add_args(cls, parser: argparse.ArgumentParser) -> None:
+        group = parser.add_argument_group("ray backend")
+        group.add_argument(
+            "--ray_address",
+            default="auto",
+            help="auto (RAY_ADDRESS or the newest local head; default), HOST:PORT of a head, or local "
+            "(start a private one-node cluster for this run)",
+        )
+        group.add_argument(
+            "--ray_gpus_per_job", type=float, default=0, help="GPUs per experiment (default 0)"
+        )
+        group.add_argument(
+            "--ray_cpus_per_job", type=float, default=1, help="CPUs per experiment (default 1)"
+        )
+        group.add_argument(
+            "--ray_runtime_env",
+            default=None,
+            help="a JSON/YAML file with a Ray runtime_env for every task (env_vars, pip, ...)",
+        )
+        group.add_argument(
+            "--ray_wait",
+            action="store_true",
+            help="watch the population from here (this launcher is the Ray driver; Ctrl-C cancels every "
+            "member); without it the launcher submits itself as a Ray job and returns",
+        )
+        group.add_argument(
+            "--ray_print_only", action="store_true", help="print each task's command; submit nothing"
+        )
+        group.add_argument(
+            "--max_restarts",
+            type=int,
+            default=0,
+            help="start a crashed experiment (or one on a dead node) again, up to K times",
+        )
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> RayBackend:
+        runtime_env = read_runtime_env(args.ray_runtime_env) if args.ray_runtime_env else None
+        return cls(
+            address=args.ray_address,
+            gpus_per_job=args.ray_gpus_per_job,
+            cpus_per_job=args.ray_cpus_per_job,
+            runtime_env=runtime_env,
+            runtime_env_source=args.ray_runtime_env or "",
+            max_restarts=args.max_restarts,
+            pause_between=args.pause_between,
+            print_only=args.ray_print_only,
+            wait=args.ray_wait,
+            launcher_argv=_job_argv(args),
+        )
+
+    # ---- render ----
+    def render(self, planned: Sequence[PlannedExperiment]) -> list[RenderedJob]:
+        resources = f"num_cpus={self.cpus_per_job:g} num_gpus={self.gpus_per_job:g}"
+        env_note = f" runtime_env={self.runtime_env_source}" if self.runtime_env_source else ""
+        rendered = []
+        for p in planned:
+            env_prefix = [f"{k}={v}" for k, v in (p.env_vars or {}).items()]
+            log_path = os.path.join(p.output_dir, LOG_NAME)
+            text = (
+                f"# ray task on {self.address} ({resources}{env_note}), cwd {shlex.quote(self.cwd)}\n"
+                + shlex.join(env_prefix + p.argv)
+                + f"  >> {shlex.quote(log_path)} 2>&1"
+            )
+            rendered.append(RenderedJob(planned=p, text=text, argv=list(p.argv), path=log_path))
+        return rendered
+
+    # ---- connect ----
+    def connect(self) -> None:
+        """Connect to the cluster (importing ray); ``submit`` does it when needed. Idempotent."""
+        if self._remote is not None:
+            return
+        # auto: RAY_ADDRESS when set (a Ray job's entrypoint gets it), else Ray's own discovery.
+        target = os.environ.get("RAY_ADDRESS", "") if self.address == "auto" else self.address
+        host, _, port = target.rpartition(":") if target not in ("", "local", "auto") else ("", "", "")
+        if self.address == "local" or host in _LOOPBACK:
+            # Ray otherwise replaces a loopback address with the machine's primary IP, which a head bound
+            # to 127.0.0.1 (scripts/ray-local.sh) does not listen on; read once, when ray is imported.
+            os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+        if host and port.isdigit():
+            # ray.init retries an unreachable GCS for minutes; one clear error instead.
+            try:
+                socket.create_connection((host.strip("[]"), int(port)), timeout=10).close()
+            except OSError as exc:
+                raise LaunchError(
+                    f"--ray_address {self.address}: nothing answers at {target} ({exc}); start a head "
+                    "(bash scripts/ray-local.sh start) or pass HOST:PORT of a running one"
+                ) from None
+        try:
+            import ray
+        except ImportError:
+            raise LaunchError(
+                "--backend ray needs the ray package: pip install 'poptrain[ray]' (or use --ray_print_only)"
+            ) from None
+        if not ray.is_initialized():
+            kwargs: dict[str, Any] = {"log_to_driver": False, "configure_logging": False}
+            if self.address == "local":
+                kwargs.update(include_dashboard=False, _node_ip_address="127.0.0.1")
+            try:
+                context = ray.init(address=None if self.address == "local" else self.address, **kwargs)
+            except (ConnectionError, RuntimeError, ValueError) as exc:
+                raise LaunchError(
+                    f"--ray_address {self.address}: cannot connect to a Ray cluster: {exc}; start one "
+                    "(bash scripts/ray-local.sh start) or pass HOST:PORT of a running head"
+                ) from None
+            self._dashboard_url = getattr(context, "dashboard_url", "") or ""
+        self._ray = ray
+        options: dict[str, Any] = {
+            "num_cpus": self.cpus_per_job,
+            "num_gpus": self.gpus_per_job,
+            # Restarts are the launcher's (counted, logged, with a new attempt number), not Ray's.
+            "max_retries": 0,
+        }
+        if self.runtime_env:
+            options["runtime_env"] = self.runtime_env
+        self._remote = ray.remote(run_member).options(**options)
+
+    # ---- submit / observe ----
+    def submit(self, rendered: Sequence[RenderedJob]) -> None:
+        if not rendered:
+            return
+        self.connect()
+        if not self.attach:
+            self._submit_launcher_job(rendered)
+            return
+        token = secrets.token_hex(8)
+        for experiment_dir in sorted({r.planned.experiment_dir for r in rendered}):
+            atomic_write(os.path.join(experiment_dir, PROBE_NAME), token + "\n")
+        for r in rendered:
+            p = r.planned
+            spec = {
+                "argv": list(r.argv),
+                "cmd": p.cmd,
+                "env_vars": dict(p.env_vars or {}),
+                "cwd": self.cwd,
+                "log_path": r.path or os.path.join(p.output_dir, LOG_NAME),
+                "probe_path": os.path.join(p.experiment_dir, PROBE_NAME),
+                "probe_token": token,
+                "gpus_per_job": self.gpus_per_job,
+                "max_attempts": self.max_restarts + 1,
+                "kill_grace_s": self.kill_grace_s,
+            }
+            member = _Member(rendered=r, status=JobStatus(name=r.name), spec=spec)
+            self._members.append(member)
+            self._queue.append(member)
+        self._submit_ready()
+
+    def _submit_ready(self) -> None:
+        while self._queue:
+            if time.monotonic() - self._last_submit < self.pause_between:
+                return
+            member = self._queue.popleft()
+            member.attempt += 1
+            spec = dict(member.spec, attempt=member.attempt)
+            member.ref = self._remote.remote(spec)
+            self._last_submit = time.monotonic()
+            member.started_at = 0.0
+            member.status.state = JobState.PENDING
+            member.status.job_id = member.ref.task_id().hex()
+
+    def _attempt_record(self, member: _Member) -> dict[str, Any] | None:
+        path = os.path.join(member.rendered.planned.output_dir, ATTEMPT_NAME)
+        try:
+            with open(path, encoding="utf-8") as f:
+                record = json.load(f)
+        except (OSError, ValueError):
+            return None
+        return record if isinstance(record, dict) and record.get("attempt") == member.attempt else None
+
+    def attempt_record(self, name: str) -> dict[str, Any] | None:
+        """What the running attempt of experiment ``name`` wrote on its node (node, pid, worker_pid)."""
+        for member in self._members:
+            if member.status.name == name:
+                return self._attempt_record(member)
+        raise KeyError(name)
+
+    def _finish(self, member: _Member, result: dict[str, Any] | None, error: str) -> None:
+        now = time.monotonic()
+        if member.started_at:
+            member.runtime_before_s += now - member.started_at
+        member.status.runtime_s = member.runtime_before_s
+        member.ref = None
+        if result is not None and result["kind"] == "not_shared":
+            member.status.state = JobState.FAILED
+            member.status.reason = result["error"]
+            self.cancel()
+            raise LaunchError(result["error"])
+        code = None if result is None else int(result["code"])
+        member.status.exit_code = code
+        if member.cancel_requested:
+            member.status.state = JobState.CANCELLED
+            member.status.reason = "cancelled"
+            return
+        if code == 0:
+            member.status.state = JobState.COMPLETED
+            member.status.reason = ""
+            return
+        why = error or f"exit code {code}" + (f" ({result['error']})" if result and "error" in result else "")
+        if member.status.restarts < self.max_restarts:
+            member.status.restarts += 1
+            with open(member.spec["log_path"], "ab") as logf:
+                logf.write(
+                    f"[launcher] {why}; restart {member.status.restarts}/{self.max_restarts}\n".encode()
+                )
+            member.status.state = JobState.PENDING
+            member.status.reason = f"restarting after {why}"
+            self._queue.appendleft(member)
+            return
+        member.status.state = JobState.FAILED
+        member.status.reason = why + (
+            f" after {member.status.restarts} restart(s)" if member.status.restarts else ""
+        )
+
+    def _submit_launcher_job(self, rendered: Sequence[RenderedJob]) -> None:
+        """Without --ray_wait: run this launcher (with --ray_wait) as a Ray job on the head, and return.
+
+        The job's driver owns the member tasks, so they outlive this process; ``ray job stop <id>`` sends it
+        SIGTERM, and it cancels every member first.
+        """
+        from ray.job_submission import JobSubmissionClient
+
+        if not self._dashboard_url:
+            raise LaunchError(
+                "--ray_address: the cluster has no dashboard (Ray's job API), so the launcher cannot submit "
+                "itself as a Ray job; pass --ray_wait to watch the population from here"
+            )
+        entrypoint = f"cd {shlex.quote(self.cwd)} && {shlex.join(self.launcher_argv)}"
+        client = JobSubmissionClient(f"http://{self._dashboard_url}")
+        try:
+            job_id = client.submit_job(entrypoint=entrypoint, runtime_env=self.runtime_env or None)
+        except Exception as exc:  # the job API's errors are plain RuntimeError / requests errors
+            raise LaunchError(f"ray job submit to {self._dashboard_url} failed: {exc}") from None
+        log.info("submitted as Ray job %s: ray job logs -f %s / ray job stop %s", job_id, job_id, job_id)
+        for r in rendered:
+            status = JobStatus(name=r.name, job_id=job_id, reason=f"in Ray job {job_id}")
+            self._members.append(_Member(rendered=r, status=status, spec={"log_path": r.path or ""}))
+
+    def poll(self) -> list[JobStatus]:
+        if not self.attach:
+            return [JobStatus(**vars(m.status)) for m in self._members]
+        running = [m for m in self._members if m.ref is not None]
+        if running:
+            ready, _ = self._ray.wait([m.ref for m in running], num_returns=len(running), timeout=0)
+            done = {id(ref) for ref in ready}
+            for member in running:
+                if id(member.ref) in done:
+                    self._collect(member)
+        now = time.monotonic()
+        for member in self._members:
+            if member.ref is None:
+                continue
+            if not member.started_at:
+                record = self._attempt_record(member)
+                if record is not None:
+                    member.started_at = now
+                    member.status.state = JobState.RUNNING
+            if member.started_at:
+                member.status.runtime_s = member.runtime_before_s + now - member.started_at
+        self._submit_ready()
+        for member in self._members:
+            if member.ref is not None or member.status.state.terminal and not member.status.last_line:
+                member.status.last_line = last_log_line(member.spec["log_path"])
+        return [JobStatus(**vars(m.status)) for m in self._members]
+
+    def _collect(self, member: _Member) -> None:
+        ray = self._ray
+        try:
+            result = ray.get(member.ref)
+        except ray.exceptions.TaskCancelledError:
+            member.cancel_requested = True
+            self._finish(member, None, "cancelled")
+        except ray.exceptions.RayTaskError as exc:
+            # run_member itself raised on the node: a setup problem (poptrain not importable there, a bad
+            # runtime_env), the same on every attempt, so no restart.
+            cause = getattr(exc, "cause", None) or exc
+            text = _ANSI.sub("", str(cause)).strip().splitlines()
+            member.status.restarts = self.max_restarts
+            self._finish(
+                member,
+                None,
+                f"the Ray task failed on its node: {type(cause).__name__}: {text[-1] if text else ''}"[:400],
+            )
+        except ray.exceptions.RayError as exc:
+            # The worker or its node died (WorkerCrashedError, NodeDiedError, ...): the child died with it
+            # (PR_SET_PDEATHSIG), so starting it again cannot make a second copy of the member.
+            lines = _ANSI.sub("", str(exc)).strip().splitlines()
+            first = lines[0] if lines else ""
+            self._finish(member, None, f"{type(exc).__name__}: {first}"[:300])
+        else:
+            self._finish(member, result, "")
+
+    def pause(self, seconds: float) -> None:
+        """Sleep until a task ends or ``seconds`` pass, so a finished member is seen (and replaced) at once."""
+        if self._queue and self.pause_between > 0:
+            seconds = min(seconds, max(0.0, self._last_submit + self.pause_between - time.monotonic()))
+        refs = [m.ref for m in self._members if m.ref is not None]
+        if refs and self._ray is not None:
+            with _signal_exceptions_unwrapped():
+                self._ray.wait(refs, num_returns=1, timeout=seconds)
+        else:
+            time.sleep(seconds)
+
+    def cancel(self) -> None:
+        while self._queue:
+            member = self._queue.popleft()
+            member.status.state = JobState.CANCELLED
+            member.status.reason = "cancelled before start"
+        running = [m for m in self._members if m.ref is not None]
+        for member in running:
+            member.cancel_requested = True
+            # force=False: Ray interrupts the task, which stops its child's process group and then ends;
+            # force=True would kill the worker and leave the job to the death signal alone.
+            self._ray.cancel(member.ref, force=False)
+        deadline = time.monotonic() + self.kill_grace_s + 30
+        for member in running:
+            try:
+                self._ray.get(member.ref, timeout=max(0.1, deadline - time.monotonic()))
+            except self._ray.exceptions.GetTimeoutError:
+                log.warning(
+                    "%s: its Ray task did not end after cancel; killing its worker", member.status.name
+                )
+                self._ray.cancel(member.ref, force=True)
+            except Exception:  # TaskCancelledError: the normal outcome
+                pass
+            self._finish(member, None, "cancelled")
