@@ -85,7 +85,9 @@ def meta_extra(stats: WindowStats, window_size: int | None) -> dict[str, Any]:
 
 def _se(meta: Any) -> float:
     value = (getattr(meta, "extra", None) or {}).get("objective_se")
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return math.nan
+    return float(value) if math.isfinite(value) and value >= 0 else math.nan  # workspace data is untrusted
 
 
 def noise_gate(decision: Decision, member: int, population: Mapping[int, Any], params: PbtParams) -> Decision:
