@@ -95,6 +95,9 @@ def test_noise_gate_reads_the_members_errors(meta_factory):
     }
     assert search.noise_gate(Decision("exploit", 1, "r"), 0, pop, params).action == "mutate"
     assert search.noise_gate(Decision("exploit", 2, "r"), 0, pop, params).action == "exploit"
+    for forged in (-1.0, "0.01", float("inf"), True):  # untrusted metadata: an unusable error is unknown
+        pop[9] = make_meta(9, objective=0.60, extra={"objective_se": forged})
+        assert search.noise_gate(Decision("exploit", 9, "r"), 0, pop, params).action == "exploit"
     off = PbtParams.from_cfg({"noise_z": 0.0})
     assert search.noise_gate(Decision("exploit", 1, "r"), 0, pop, off).action == "exploit"
 
