@@ -21,6 +21,9 @@ Arms (``--members`` runs each, seeds ``1 + round * members + i``, the same seeds
   cross each range, resampling 0.25, exploit only beyond 2 standard errors);
 - ``pb2``: ``pbt=pbt_search pbt.explore=pb2``.
 
+``perturb`` and ``pb2`` draw their initial Latin hypercube with ``pbt.sample_seed`` = the round's first seed
+(the figures in benchmarks/RESULTS-search.md were measured before this: every round had sample seed 0).
+
 Every run is a PBT member process (alone runs are populations of 1), so one observer measures the same objective
 (the window of the last max(100, num_envs) finished episodes) for every arm. Runs of one arm run at the same
 time; arms run one after another. After every arm, every row so far is written to ``<out>/results.json``
@@ -102,6 +105,8 @@ def run_arm(
         ]  # fmt: skip
         if arm == "pb2":
             argv.append("pbt.explore=pb2")
+        if arm in ("perturb", "pb2"):  # a fresh Latin hypercube per round (the rounds are replicates)
+            argv.append(f"pbt.sample_seed={seed0}")
         params = random_params(spec["mutation"], f"{task}-{seed}") if arm == "random" else {}
         argv += [f"{k}={v!r}" for k, v in params.items()]
         log = (root / f"{arm}_{i}.log").open("w")
