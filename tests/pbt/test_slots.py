@@ -290,22 +290,9 @@ def population_module(tmp_path: Path, monkeypatch, n: int = 4, epochs: int = 24)
     return name
 
 
-@pytest.fixture
-def local_slurm() -> str:
-    """SLURM_CONF of the running local cluster (scripts/slurm-local.sh); skips the test without one."""
-    conf = os.environ.get("SLURM_CONF", "")
-    if not conf or not Path(conf).is_file():
-        pytest.skip("no local SLURM cluster (SLURM_CONF unset; bash scripts/slurm-local.sh start)")
-    try:
-        subprocess.run(["squeue", "-h"], check=True, capture_output=True, timeout=30)
-    except (OSError, subprocess.SubprocessError) as exc:
-        pytest.skip(f"local SLURM cluster not answering: {exc}")
-    return conf
-
-
 @pytest.mark.slurm
 def test_slurm_backend_submits_one_job_per_slot_to_the_real_cluster(
-    local_slurm, tmp_path, monkeypatch, capsys
+    slurm_cluster, tmp_path, monkeypatch, capsys
 ):
     from poptrain.launcher.run import main
 
