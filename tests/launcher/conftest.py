@@ -1,4 +1,5 @@
-"""Fixtures for the launcher tests: the local SLURM and Ray clusters (skip when absent), a fake ngc on PATH."""
+"""Fixtures for the launcher tests: the local Ray cluster (skips when absent), a fake ngc on PATH (the SLURM
+cluster fixture is in tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -8,17 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from launcher_helpers import HERE, ray_address_or_reason, slurm_conf_or_reason
-
-
-@pytest.fixture
-def slurm_cluster(monkeypatch: pytest.MonkeyPatch) -> str:
-    """SLURM_CONF of the running local cluster (skips the test when there is none)."""
-    conf, reason = slurm_conf_or_reason()
-    if conf is None:
-        pytest.skip(reason)
-    monkeypatch.setenv("SLURM_CONF", conf)
-    return conf
+from launcher_helpers import HERE, ray_address_or_reason
 
 
 @pytest.fixture

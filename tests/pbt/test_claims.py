@@ -13,22 +13,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from meta_factory import make_meta
 
 from poptrain.errors import WorkspaceError
-from poptrain.pbt.workspace import MemberMeta, Workspace
-
-LR = "train.params.config.learning_rate"
-
-
-def make_meta(member: int, iteration: int, **kw):
-    """A valid MemberMeta (tests/pbt/conftest.py has the same as a fixture; a module import of conftest clashes
-    with tests/report/conftest.py in one pytest session)."""
-    fields = dict(member=member, iteration=iteration, frames=iteration * 16384, epoch=iteration * 8,
-                  objective=1.0 + member, params={LR: 3e-4}, checkpoint=f"{iteration:06d}.pth",
-                  experiment=f"m{member}", experiment_dir=f"/runs/m{member}", time=time.time(), num_policies=4)  # fmt: skip
-    fields.update(kw)
-    return MemberMeta(**fields)
-
+from poptrain.pbt.workspace import Workspace
 
 RACER = r"""
 import json, os, sys, time

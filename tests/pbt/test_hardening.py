@@ -9,32 +9,21 @@ import fcntl
 import logging
 import math
 import os
-import time
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
 from hydra import compose, initialize_config_dir
+from meta_factory import LR, make_meta
 from omegaconf import OmegaConf
 
 from poptrain import train
 from poptrain.errors import ConfigError, WorkspaceError
 from poptrain.pbt import observer
-from poptrain.pbt.workspace import MemberMeta, Workspace
+from poptrain.pbt.workspace import Workspace
 
 SECRET = "s3cr3t-api-key-value"
-LR = "train.params.config.learning_rate"
-
-
-def make_meta(member: int, iteration: int, **kw):
-    """A valid MemberMeta (tests/pbt/conftest.py has the same as a fixture; a module import of conftest clashes
-    with tests/report/conftest.py in one pytest session)."""
-    fields = dict(member=member, iteration=iteration, frames=iteration * 16384, epoch=iteration * 8,
-                  objective=1.0 + member, params={LR: 3e-4}, checkpoint=f"{iteration:06d}.pth",
-                  experiment=f"m{member}", experiment_dir=f"/runs/m{member}", time=time.time(), num_policies=4)  # fmt: skip
-    fields.update(kw)
-    return MemberMeta(**fields)
 
 
 def member_cfg(ws: Path, idx: int = 1, n: int = 2, *extra: str):

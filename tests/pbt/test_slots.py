@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_pbt_e2e import wait_all
 
 from poptrain.errors import ConfigError
 from poptrain.pbt.slot_status import read_slot_status
@@ -67,18 +68,6 @@ def start(argv: list[str], log: Path) -> subprocess.Popen:
     return subprocess.Popen(
         argv, stdout=log.open("a"), stderr=subprocess.STDOUT, env=env, start_new_session=True
     )
-
-
-def wait(procs: list[subprocess.Popen], timeout: float = 420) -> list[int]:
-    deadline = time.monotonic() + timeout
-    codes = []
-    for p in procs:
-        try:
-            codes.append(p.wait(timeout=max(1.0, deadline - time.monotonic())))
-        except subprocess.TimeoutExpired:
-            os.killpg(p.pid, signal.SIGKILL)
-            codes.append(-9)
-    return codes
 
 
 def decisions(ws: Path) -> list[dict]:
@@ -218,7 +207,7 @@ def test_switching_restores_everything_a_member_owns(tmp_path):
         cmd = slot_cmds(
             ws, tmp_path / f"runs{n}", n=n, k=1, epochs=24, mutation="lr_only", initial_delay=1000
         )[0]
-        assert wait([start(cmd, tmp_path / f"log{n}.txt")]) == [0], (tmp_path / f"log{n}.txt").read_text()[
+        assert wait_all([start(cmd, tmp_path / f"log{n}.txt")], 420) == [0], (tmp_path / f"log{n}.txt").read_text()[
             -3000:
         ]
         w = Workspace(ws)
@@ -258,7 +247,7 @@ def test_a_slot_killed_with_sigkill_resumes_its_members(tmp_path):
     assert all(f < epochs * EPOCH_FRAMES for f in killed_at.values())
     # the other slot waits at the next generation; the same command starts slot 1 again
     restarted = start(cmds[1], tmp_path / "slot1.txt")
-    assert wait([procs[0], restarted]) == [0, 0], [
+    assert wait_all([procs[0], restarted], 420) == [0, 0], [
         (tmp_path / f"slot{i}.txt").read_text()[-3000:] for i in range(2)
     ]
     resumes = [e for e in w.read_lineage() if e["event"] == "resume"]
@@ -290,22 +279,9 @@ def population_module(tmp_path: Path, monkeypatch, n: int = 4, epochs: int = 24)
     return name
 
 
-@pytest.fixture
-def local_slurm() -> str:
-    """SLURM_CONF of the running local cluster (scripts/slurm-local.sh); skips the test without one."""
-    conf = os.environ.get("SLURM_CONF", "")
-    if not conf or not Path(conf).is_file():
-        pytest.skip("no local SLURM cluster (SLURM_CONF unset; bash scripts/slurm-local.sh start)")
-    try:
-        subprocess.run(["squeue", "-h"], check=True, capture_output=True, timeout=30)
-    except (OSError, subprocess.SubprocessError) as exc:
-        pytest.skip(f"local SLURM cluster not answering: {exc}")
-    return conf
-
-
 @pytest.mark.slurm
 def test_slurm_backend_submits_one_job_per_slot_to_the_real_cluster(
-    local_slurm, tmp_path, monkeypatch, capsys
+    slurm_cluster, tmp_path, monkeypatch, capsys
 ):
     from poptrain.launcher.run import main
 
