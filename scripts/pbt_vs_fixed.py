@@ -4,7 +4,7 @@
 
 Arm "fixed": ``--members`` independent runs with the default hyperparameters (seeds 1..N), each a PBT member
 of a population of 1 in its own workspace: the same observer measures the same objective (success rate over
-the last ``objective_window`` finished episodes) and never exploits or mutates. Arm "pbt": one population of
+the last max(``objective_window``, num_envs) = 512 finished episodes) and never exploits or mutates. Arm "pbt": one population of
 N members (``poptrain.experiments.acrobot_pbt`` overrides, seeds 1..N; member 0 is the default config).
 Every run trains ``--epochs`` epochs of 512 envs x 16 steps. Each arm's N processes run at the same time.
 Prints each run's final objective, return, exploits and final entropy_coef, the best of each arm, each arm's

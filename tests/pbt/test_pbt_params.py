@@ -46,7 +46,8 @@ def test_shipped_pbt_default_composes_and_validates():
         "train.params.config.tau",
         "train.params.config.mini_epochs",
     }
-    assert p.mutation["train.params.config.gamma"] == MutationSpec(op="mutate_discount")
+    # every default key declares its range (issue 14): gamma's effective horizon 10 .. 1,000 steps
+    assert p.mutation["train.params.config.gamma"] == MutationSpec(op="mutate_discount", min=0.9, max=0.999)
     init = p.initial_params(cfg)
     assert init["train.params.config.learning_rate"] == pytest.approx(3e-4)
     assert init["train.params.config.mini_epochs"] == 8

@@ -4,16 +4,18 @@ Config-level and a few hundred env steps only; the learning gap itself is measur
 
 from __future__ import annotations
 
-import random
+import math
 
+import pytest
 import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from poptrain import train
 from poptrain.experiments.acrobot_pbt import member_overrides
-from poptrain.pbt.mutation import mutate
+from poptrain.pbt.explore import search_dims
 from poptrain.pbt.params import PbtParams
+from poptrain.pbt.priors import initial_sample
 from poptrain.tasks import make_task
 
 ENTROPY = "train.params.config.entropy_coef"
@@ -68,22 +70,38 @@ def test_acrobot_hard_is_solvable_by_pumping_but_not_by_random_torques():
     assert successes == 0 and timeouts == 128  # every random episode times out at step 300
 
 
-def test_showcase_population_uses_the_hard_task_and_moves_entropy_off_zero_to_the_useful_range():
-    cfg = _compose([*member_overrides(), "pbt.policy_idx=1"])
+def test_showcase_population_uses_the_hard_task_and_an_honest_entropy_prior():
+    """Issue 14: the showcase no longer starts entropy_coef's zero rule at our tuned 0.01; it declares the range
+    0 .. 0.1 (log space from 1e-4), and a Latin hypercube initial population puts one member in each decade."""
+    cfg = _compose([*member_overrides(), "pbt.policy_idx=1", "pbt.initial=sample"])
     assert cfg.task.env.maxTorque == 0.4 and cfg.train.params.config.entropy_coef == 0.0
     params = PbtParams.from_cfg(OmegaConf.to_container(cfg.pbt, resolve=True), OmegaConf.to_container(cfg))
-    start = params.initial_params(OmegaConf.to_container(cfg, resolve=True))
-    moved = []
-    for seed in range(50):
-        new, changed = mutate(
-            start,
-            {ENTROPY: params.mutation[ENTROPY]},
-            random.Random(seed),
-            1.0,
-            params.change_min,
-            params.change_max,
-        )
-        assert changed == [ENTROPY]
-        moved.append(new[ENTROPY])
-    # one mutation from 0 lands within a factor change_max of 0.01 (the generic zero base would give ~1e-4)
-    assert min(moved) >= 0.01 / params.change_max - 1e-12 and max(moved) <= 0.01 * params.change_max + 1e-12
+    spec = params.mutation[ENTROPY]
+    assert (spec.min, spec.max, spec.zero) == (0.0, 0.1, None)
+    (dim,) = [d for d in search_dims(params.mutation)[0] if d.key == ENTROPY]
+    rows = initial_sample(search_dims(params.mutation)[0], params.num_policies, params.sample_seed)
+    decades = sorted(int(math.floor(math.log10(r[ENTROPY]))) for r in rows)
+    assert decades == [-4, -3, -2]  # 1e-4..1e-3, 1e-3..1e-2, 1e-2..1e-1: 0.03 is not singled out
+    assert dim.space == "log" and dim.from_unit(0.0) == pytest.approx(1e-4)
+
+
+def test_spread_initial_progress_desynchronises_time_outs():
+    """AcrobotHard's episodes all time out at step 300 early in training; with spreadInitialProgress the first
+    episodes end at spread steps, so a window of finished episodes is not one batch."""
+    cfg = _compose(["task=AcrobotHard"])
+    env = OmegaConf.to_container(cfg.task, resolve=True)
+    assert env["env"]["spreadInitialProgress"] is True
+
+    def first_done_steps(task_cfg):
+        task = make_task("Acrobot", task_cfg, num_envs=256, device="cpu", seed=0)
+        task.reset()
+        steps = torch.full((256,), -1)
+        for step in range(300):
+            _, _, done, _ = task.step(torch.zeros(256, 1))
+            steps[(done.bool()) & (steps < 0)] = step
+        return steps
+
+    spread = first_done_steps(env)
+    lockstep = first_done_steps({**env, "env": {**env["env"], "spreadInitialProgress": False}})
+    assert (lockstep == 299).all()  # zero torque never reaches the goal: every episode times out together
+    assert spread.min() >= 0 and len(set(spread.tolist())) > 150  # >150 distinct end steps among 256 rows

@@ -19,6 +19,10 @@ A mutation spec maps a full dotted config key to either an operator name (``"mut
 - ``zero`` (the zero rule): multiplication cannot move 0, so an operator that meets exactly 0 acts on ``zero``
   instead (default ``min`` when ``min > 0``, else ``DEFAULT_ZERO_BASE`` = 1e-4): a parameter at 0 (e.g.
   ``entropy_coef: 0.0``) moves to roughly ``zero`` times or over the factor, and can shrink back towards 0.
+- ``space`` (``log`` | ``log1m`` | ``linear``; default: ``linear`` for integer keys, ``log1m`` for
+  ``mutate_discount``, ``log`` when the range is non-negative, else ``linear``) and ``init: [lo, hi]`` (the initial distribution, default
+  ``[min, max]``): used by the search strategies of ``poptrain.pbt.explore`` (perturb, resample, PB2) and the
+  initial sample of ``poptrain.pbt.priors``; the operators above ignore them.
 
 ``mutate`` draws every random number from the injected ``random.Random`` only: same seed, same result.
 """
@@ -93,6 +97,8 @@ class MutationSpec:
     integer: bool = False  # round to int, stepping by at least 1
     log: bool = False  # draw the factor log-uniformly
     zero: float | None = None  # base used instead of an exact 0 (the zero rule)
+    space: str | None = None  # search space of pbt.explore (log | log1m | linear; None = chosen by explore)
+    init: tuple[float, float] | None = None  # initial distribution's range [lo, hi] (None = [min, max])
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -168,7 +174,8 @@ def known_operators() -> list[str]:
 # ----------------------------------------------------------------------------------------------------------
 # Specs
 # ----------------------------------------------------------------------------------------------------------
-_SPEC_KEYS = ("op", "min", "max", "integer", "log", "zero")
+_SPEC_KEYS = ("op", "min", "max", "integer", "log", "zero", "space", "init")
+SPACES = ("log", "log1m", "linear")
 
 
 def parse_spec(key: str, value: Any) -> tuple[MutationSpec | None, list[str]]:
@@ -205,9 +212,31 @@ def parse_spec(key: str, value: Any) -> tuple[MutationSpec | None, list[str]]:
             problems.append(f"mutation[{key!r}].{name}: expected true or false, got {v!r}")
             v = False
         flags[name] = v
+    space = value.get("space")
+    if space is not None and space not in SPACES:
+        problems.append(f"mutation[{key!r}].space: expected one of {', '.join(SPACES)}, got {space!r}")
+    init = _parse_init(key, value.get("init"), problems)
     if problems:
         return None, problems
-    return MutationSpec(op=str(op), min=lo, max=hi, zero=zero, **flags), []
+    return MutationSpec(op=str(op), min=lo, max=hi, zero=zero, space=space, init=init, **flags), []
+
+
+def _parse_init(key: str, v: Any, problems: list[str]) -> tuple[float, float] | None:
+    """``init: [lo, hi]`` with finite numbers, lo <= hi (None when absent)."""
+    if v is None:
+        return None
+    seq = v if isinstance(v, (list, tuple)) or (hasattr(v, "__len__") and hasattr(v, "__getitem__")) else None
+    if seq is None or isinstance(v, (str, Mapping)) or len(seq) != 2:
+        problems.append(f"mutation[{key!r}].init: expected [lo, hi], got {v!r}")
+        return None
+    lo, hi = seq[0], seq[1]
+    if any(isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x) for x in (lo, hi)):
+        problems.append(f"mutation[{key!r}].init: expected two finite numbers, got {list(seq)!r}")
+        return None
+    if lo > hi:
+        problems.append(f"mutation[{key!r}].init: lo={lo:g} is greater than hi={hi:g}")
+        return None
+    return (float(lo), float(hi))
 
 
 def parse_specs(spec: Mapping[str, Any]) -> dict[str, MutationSpec]:

@@ -42,7 +42,7 @@ from rl_games.common.algo_observer import AlgoObserver
 
 from poptrain.checkpoints import atomic_torch_save
 from poptrain.errors import ConfigError, WorkspaceError
-from poptrain.pbt import live
+from poptrain.pbt import live, search
 from poptrain.pbt.mutation import mutate
 from poptrain.pbt.params import PbtParams, rule_choice
 from poptrain.pbt.restart import pop_restart_state, restart_argv, restart_process
@@ -118,6 +118,7 @@ def initial_pbt_check(cfg: DictConfig) -> StartInfo:
     ws.remove_temp_files(member)
     keys = list(params.mutation)
     _START = StartInfo(claim_token=token)
+    search.warn_dead_keys(params, cfg)
 
     restart_state = pop_restart_state()
     if restart_state is not None:
@@ -189,14 +190,19 @@ def initial_pbt_check(cfg: DictConfig) -> StartInfo:
         apply_params(cfg, {k: v for k, v in earlier[-1].get("new_params", {}).items() if k in keys})
     elif keys and _mutates_initially(params.initial_mutation, member):
         old = params.initial_params(cfg)
-        new, changed = mutate(
-            old, params.mutation, _rng(cfg, member, "initial"), params.mutation_rate,
-            params.change_min, params.change_max,
-        )
+        if params.initial == "sample":  # issue 14: a Latin hypercube row of the priors (pbt/priors.py)
+            new, mode = search.initial_values(params, old, search.dead_set(params, cfg)), "initial_sample"
+            changed = [k for k in keys if new[k] != old[k]]
+        else:
+            new, changed = mutate(
+                old, params.mutation, _rng(cfg, member, "initial"), params.mutation_rate,
+                params.change_min, params.change_max,
+            )
+            mode = "initial"
         apply_params(cfg, new)
         ws.append_lineage(
             "mutate", member, source=None, source_iteration=None, iteration=0, frames=0,
-            old_params=old, new_params=new, changed=changed, mode="initial",
+            old_params=old, new_params=new, changed=changed, mode=mode,
         )
     return _START
 
@@ -277,6 +283,7 @@ class PbtAlgoObserver(AlgoObserver):
         self.member = int(self.p.policy_idx)
         self.ws = workspace_for(cfg, self.p)
         self.keys = list(self.p.mutation)
+        self.dead = search.dead_set(self.p, cfg)  # keys the training loop overwrites: never re-applied live
         self.params = self.p.initial_params(cfg)
         _, why = rule_choice(cfg.pbt)
         log.info("PBT member %d: replace_rule=%s (%s)", self.member, self.p.replace_rule, why)
@@ -378,6 +385,10 @@ class PbtAlgoObserver(AlgoObserver):
         """Wall time this member has run (all its processes, from rl_games agent init on)."""
         return self._process_s0 + time.perf_counter() - self._t_init
 
+    def objective_stats(self) -> search.WindowStats:
+        """The window's mean, standard error and size (noise-aware selection; status shows them)."""
+        return search.window_stats(list(self.window))
+
     def objective(self) -> float:
         if self.window:
             return float(sum(self.window) / len(self.window))
@@ -408,6 +419,7 @@ class PbtAlgoObserver(AlgoObserver):
             overrides=list(self.overrides),
             finished=finished,
             extra={
+                **search.meta_extra(self.objective_stats(), self.window.maxlen),
                 "nonfinite_objectives": self._nonfinite,
                 "bookkeeping_s": round(self.bookkeeping_s, 6),
                 "process_s": round(self.process_s(), 6),
@@ -458,6 +470,7 @@ class PbtAlgoObserver(AlgoObserver):
             return
         decision = decide(self.member, candidates, self.p, _rng(self.cfg, self.member, "decide", self.iteration))
         self._track_waiting(decision.waiting, population_counts(candidates, self.p), frames)
+        decision = search.noise_gate(decision, self.member, population, self.p)
         log.info(
             "PBT member %d iteration %d frames %d objective %.3f rank %d/%d: %s %s",
             self.member, self.iteration, frames, objective, rank, len(ranked), decision.action, decision.reason,
@@ -519,6 +532,8 @@ class PbtAlgoObserver(AlgoObserver):
 
     def _mutated(self, base: Mapping[str, Any], salt: str) -> tuple[dict[str, Any], list[str]]:
         rng = _rng(self.cfg, self.member, salt, self.iteration)
+        if self.p.explore != "mutate":  # issue 14: perturb | resample | pb2 (pbt/search.py)
+            return search.explore_member(base, self.p, rng, self.ws, self.member, self.iteration, self.dead)
         return mutate(dict(base), self.p.mutation, rng, self.p.mutation_rate, self.p.change_min, self.p.change_max)
 
     def _exploit(self, leader: MemberMeta, frames: int) -> None:
@@ -550,7 +565,8 @@ class PbtAlgoObserver(AlgoObserver):
             self.window.clear()
             self.carried_objective = float(leader.objective)
             # the leader's optimizer state carries the leader's lr: re-apply every live key we track
-            live.apply_live(self.algo, {k: v for k, v in new.items() if live.is_live(k, self.algo)})
+            # (except keys the training loop overwrites: issue 14, search.dead_set)
+            live.apply_live(self.algo, {k: v for k, v in new.items() if live.is_live(k, self.algo) and k not in self.dead})
             self.params = new
             # what the running agent and env now use (task keys read back from the task itself)
             applied = live.read_live(self.algo, differs)

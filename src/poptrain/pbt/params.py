@@ -102,12 +102,20 @@ class PbtParams:
     # stale, no objective yet) the member logs one warning with the counts (and again every as many iterations)
     waiting_warn_after: int = 3
     objective_window: int = (
-        100  # ours: finished episodes averaged into the objective (rl_games games_to_track)
+        100  # ours: finished episodes averaged into the objective, at least num_envs (the observer grows it)
     )
     objective_grace_steps: int = 500_000  # ours: frames after which a never-finite objective is an error
     keep_checkpoints: int = 3  # ours: newest .pth files kept per member (plus any still referenced)
     # IGE: single-policy debug mode; accepted so IGE's pbt yaml loads unchanged, only False is supported
     dbg_mode: bool = False
+    # -- search (issue 14: poptrain.pbt.explore / priors / noise / pb2) --------------------------------------
+    explore: str = "mutate"  # ours: mutate (legacy operators) | perturb | resample | pb2 (see pbt/explore.py)
+    resample_probability: float = 0.25  # Ray: perturb resamples a key from its prior with this probability
+    explore_steps: int = 8  # ours: perturb crosses a key's declared range in this many same-direction steps
+    initial: str = "mutate"  # ours: mutate (legacy: one mutation per member) | sample (Latin hypercube)
+    sample_seed: int = 0  # ours: seed of the initial sample (the same for every member of a population)
+    noise_z: float = 0.0  # ours: exploit only if the lead exceeds noise_z standard errors (0 = off)
+    pb2_kappa: float = 2.0  # PB2: UCB width, mean + kappa * std
 
     # -- derived --------------------------------------------------------------------------------------------
     def workspace_root(self, train_dir: str | Path) -> Path:
@@ -286,6 +294,23 @@ class PbtParams:
                 elif _as_number(found) is None:
                     problems.append(f"pbt.mutation key {str(key)!r}: value {_show(found)} is not a number")
         values["mutation"] = specs
+
+        # -- search (issue 14) ----------------------------------------------------------------------------
+        from poptrain.pbt.explore import EXPLORE_MODES, search_dims
+
+        for name, options in (("explore", EXPLORE_MODES), ("initial", ("mutate", "sample"))):
+            v = get(name)
+            if v not in options:
+                problems.append(f"pbt.{name}={v!r}: expected one of {', '.join(options)}")
+                v = options[0]
+            values[name] = v
+        number("resample_probability", 0.0, 1.0)
+        integer("explore_steps", lo=1)
+        integer("sample_seed", lo=0)
+        number("noise_z", 0.0)
+        number("pb2_kappa", 0.0)
+        if values["explore"] != "mutate" or values["initial"] == "sample":
+            problems += search_dims(specs)[1]
 
         if problems:
             raise ConfigError("invalid pbt config:\n  - " + "\n  - ".join(problems))

@@ -8,7 +8,6 @@ from __future__ import annotations
 import base64
 import html
 import json
-import math
 import os
 import tempfile
 import time
@@ -20,7 +19,7 @@ from typing import Any
 from poptrain.report import plots
 from poptrain.report.population import PopulationView
 from poptrain.report.schedule import format_value
-from poptrain.report.status import best_member, short_keys, status_rows, verdict
+from poptrain.report.status import best_member, objective_text, short_keys, status_rows, verdict
 
 #: the PNG files a report writes, in page order: (file name, title)
 FIGURES = (
@@ -82,7 +81,7 @@ def _population_table(view: PopulationView) -> str:
         cells = [
             "—" if r.rank is None else r.rank,
             f"{r.member:03d}",
-            f"{r.objective:.4g}" if math.isfinite(r.objective) else "—",
+            objective_text(r),
             "—" if r.iteration is None else r.iteration,
             "—" if r.frames is None else f"{r.frames:,}",
             *[format_value(r.params[k]) if k in r.params else "—" for k in keys],

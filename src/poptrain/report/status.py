@@ -37,11 +37,15 @@ class StatusRow:
     state: str  #: running / parked / stale / finished / no data
     parent: dict[str, Any] | None  #: whose weights it last copied
     experiment: str  #: the member's experiment name
+    objective_se: float = math.nan  #: standard error of the windowed objective (NaN: not recorded)
+    window: int = 0  #: finished episodes in the objective's window (0: not recorded)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "member": self.member,
             "objective": self.objective if math.isfinite(self.objective) else None,
+            "objective_se": self.objective_se if math.isfinite(self.objective_se) else None,
+            "window": self.window,
             "rank": self.rank,
             "iteration": self.iteration,
             "frames": self.frames,
@@ -87,11 +91,36 @@ def status_rows(view: PopulationView) -> list[StatusRow]:
             state=view.state(member),
             parent=dict(meta.parent) if meta.parent else None,
             experiment=meta.experiment,
+            **_window_fields(meta),
         ))
     ranked = sorted((r for r in rows if math.isfinite(r.objective)), key=lambda r: (-r.objective, r.member))
     ranks = {r.member: i + 1 for i, r in enumerate(ranked)}
     rows = [StatusRow(**{**r.__dict__, "rank": ranks.get(r.member)}) for r in rows]
     return sorted(rows, key=lambda r: (r.rank is None, r.rank or 0, r.member))
+
+
+def _window_fields(meta: Any) -> dict[str, Any]:
+    """objective_se / window from the metadata's extra (written by the observer since issue 14)."""
+    extra = getattr(meta, "extra", None) or {}
+    se, n = extra.get("objective_se"), extra.get("objective_n")
+    out: dict[str, Any] = {"objective_se": math.nan, "window": 0}
+    if isinstance(se, (int, float)) and not isinstance(se, bool) and math.isfinite(se) and se >= 0:
+        out["objective_se"] = float(se)
+    if isinstance(n, int) and not isinstance(n, bool) and n >= 0:
+        out["window"] = n
+    return out
+
+
+def objective_text(r: StatusRow) -> str:
+    """``0.781 ±0.018 (n 512)``: the windowed objective, its standard error and window size when recorded."""
+    if not math.isfinite(r.objective):
+        return "—"
+    text = f"{r.objective:.4g}"
+    if math.isfinite(r.objective_se):
+        text += f" ±{r.objective_se:.2g}"
+    if r.window:
+        text += f" (n {r.window})"
+    return text
 
 
 def best_member(rows: list[StatusRow]) -> int | None:
@@ -215,7 +244,7 @@ def render(view: PopulationView, rows: list[StatusRow] | None = None) -> Group:
         cells: list[Any] = [
             "—" if r.rank is None else str(r.rank),
             f"{r.member:03d}",
-            "—" if not math.isfinite(r.objective) else f"{r.objective:.4g}",
+            objective_text(r),
             "—" if r.iteration is None else str(r.iteration),
             _frames(r.frames),
             *[format_value(r.params[k]) if k in r.params else "—" for k in keys],

@@ -145,6 +145,10 @@ class VecTask(LiveParamsMixin, ABC):
             self.spec.action_low, self.spec.action_high, (self.spec.num_actions,), dtype=np.float32
         )
         self._allocate_state()
+        # env.spreadInitialProgress (issue 14): start each row's step counter at U{0..max_episode_length-1} on
+        # reset(), as IsaacGymEnvs tasks randomize progress_buf, so time-limited episodes do not all end together.
+        env = self.cfg.get("env", self.cfg)
+        self.spread_initial_progress = bool(env.get("spreadInitialProgress", False)) if isinstance(env, dict) else False
 
     # ---- what a task implements -------------------------------------------------------------------
     @abstractmethod
@@ -173,6 +177,11 @@ class VecTask(LiveParamsMixin, ABC):
         all_ids = torch.arange(self.num_envs, device=self.device)
         self._reset_rows(all_ids)
         self.progress_buf.zero_()
+        if self.spread_initial_progress:
+            high = max(1, self.spec.max_episode_length)
+            self.progress_buf.copy_(
+                torch.randint(0, high, (self.num_envs,), generator=self.generator, device=self.device)
+            )
         self.reset_buf.zero_()
         self.obs_buf.copy_(self._observe())
         return {"obs": self.obs_buf}
