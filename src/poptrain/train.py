@@ -285,8 +285,11 @@ def run_training(cfg: DictConfig, observers: list[Any] | None = None) -> TrainRe
 
     # PBT first: it may resume from a checkpoint or mutate initial params, i.e. change cfg.
     extra = _extra_observers(cfg)
-    done = next((o.already_finished for o in extra if getattr(o, "already_finished", None) is not None), None)
+    finished = [o for o in extra if getattr(o, "already_finished", None) is not None]
+    done = finished[0].already_finished if finished else None
     if done is not None:  # a PBT member started again after its end: report its final state, train nothing
+        # ... but export best/ again: it may have been killed in the middle of its export (chaos suite)
+        finished[0].export_best()
         return TrainResult(frames=int(done.frames), mean_reward=float(done.objective),
                            checkpoint=str(Path(_pbt_member_dir(cfg, done)) / done.checkpoint),
                            experiment_dir=str(done.experiment_dir))

@@ -213,3 +213,19 @@ def test_a_member_killed_at_its_budget_before_its_final_write_ends_without_an_ex
     assert final.finished and final.iteration == 8 and final.epoch == 60
     assert ws.load_state(final) == {"model": {}}
     assert ws.current_claim(1) is None
+
+
+def test_best_export_under_the_lock_removes_leftovers_of_an_exporter_killed_mid_write(tmp_path):
+    """The chaos suite once left best/.checkpoint.pth.<random>.tmp: a member killed while exporting."""
+    ws = Workspace(tmp_path / "ws")
+    meta = make_meta(0, 1)
+    state = {"model": {"w": torch.zeros(2)}}
+    best = tmp_path / "ws" / "best"
+    best.mkdir(parents=True)
+    leftover = best / ".checkpoint.pth.abc123.tmp"
+    leftover.write_bytes(b"half a checkpoint")
+    ws.export_best(meta, state, {"task": {"name": "Cartpole"}})  # no lock held: may be another's write
+    assert leftover.exists()
+    ws.export_best(meta, state, {"task": {"name": "Cartpole"}}, clean_temp=True)
+    assert not leftover.exists()
+    assert sorted(p.name for p in best.iterdir()) == ["checkpoint.pth", "config.yaml", "meta.yaml"]

@@ -665,7 +665,7 @@ class PbtAlgoObserver(AlgoObserver):
 
         Never fatal: training has finished when this runs. A failure (no flock on this file system, best/
         replaced by a symbolic link, a full disk) is one warning naming the cause."""
-        with _best_lock(Path(self.ws.root) / ".best.lock"):
+        with _best_lock(Path(self.ws.root) / ".best.lock") as locked:
             population = self.ws.read_population(include_stale=True)
             finite = [m for m in population.values() if math.isfinite(m.objective)]
             if not finite:
@@ -679,7 +679,9 @@ class PbtAlgoObserver(AlgoObserver):
                 cfg_copy.experiment = best.experiment
                 config = exportable_config(cfg_copy)
                 config["checkpoint"] = ""
-                self.ws.export_best(best, state, config)
+                # holding the lock, a .tmp in best/ is a leftover of an exporter killed mid-write (seen in the
+                # chaos suite); without the lock it may be another member's write in progress
+                self.ws.export_best(best, state, config, clean_temp=locked)
             except WorkspaceError as exc:
                 log.warning("cannot export best member %d: %s", best.member, exc)
                 return
@@ -692,7 +694,7 @@ _NO_FLOCK = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL, errno.E
 
 
 @contextlib.contextmanager
-def _best_lock(path: Path) -> Iterator[None]:
+def _best_lock(path: Path) -> Iterator[bool]:
     """An exclusive flock on ``path`` (never following a link). Where the file system has no flock, export
     without it and say so: each best/ file is still written atomically, meta.yaml last, so a reader sees a
     complete export; two members finishing at the same moment may interleave, and the last one wins."""
@@ -700,18 +702,20 @@ def _best_lock(path: Path) -> Iterator[None]:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
     except OSError as exc:
         log.warning("cannot open the best/ lock %s (%s); exporting without it", path, exc.strerror or exc)
-        yield
+        yield False
         return
     try:
+        locked = True
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
         except OSError as exc:
             if exc.errno not in _NO_FLOCK:
                 raise
+            locked = False
             log.warning("flock is not available on the file system of %s (errno %d: %s); exporting best/ "
                         "without the lock (files stay atomic, the last export wins)", path, exc.errno,
                         exc.strerror)
-        yield
+        yield locked
     finally:
         os.close(fd)
 

@@ -363,6 +363,26 @@ def _pid_alive(pid: int) -> bool:
 # ----------------------------------------------------------------------------------------------------------
 # The workspace
 # ----------------------------------------------------------------------------------------------------------
+
+def _remove_temp_files(d: Path, owner: str) -> list[str]:
+    """Delete every ``.*.tmp`` in ``d`` (the caller knows no writer is active there); returns the names removed."""
+    try:
+        names = [n for n in os.listdir(d) if n.startswith(".") and n.endswith(".tmp")]
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    removed = []
+    for name in names:
+        try:
+            (d / name).unlink()
+            removed.append(name)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            log.warning("PBT workspace: cannot remove leftover temp file %s: %s", d / name, exc)
+    if removed:
+        log.info("PBT workspace: removed %d leftover temp file(s) of %s", len(removed), owner)
+    return removed
+
 class Workspace:
     """The shared folder of one PBT population (safe for concurrent members on one or many machines)."""
 
@@ -712,28 +732,18 @@ class Workspace:
     def remove_temp_files(self, member: int) -> list[str]:
         """Delete every ``.*.tmp`` in the member's folder (call only while holding its claim: then they are
         leftovers of a writer of this member killed mid-write); returns the names removed."""
-        d = self.member_dir(member)
-        try:
-            names = [n for n in os.listdir(d) if n.startswith(".") and n.endswith(".tmp")]
-        except (FileNotFoundError, NotADirectoryError):
-            return []
-        removed = []
-        for name in names:
-            try:
-                (d / name).unlink()
-                removed.append(name)
-            except FileNotFoundError:
-                pass
-            except OSError as exc:
-                log.warning("PBT workspace: cannot remove leftover temp file %s: %s", d / name, exc)
-        if removed:
-            log.info("PBT workspace: removed %d leftover temp file(s) of member %d", len(removed), member)
-        return removed
+        return _remove_temp_files(self.member_dir(member), f"member {member}")
 
     # -- best -------------------------------------------------------------------------------------------
-    def export_best(self, meta: MemberMeta, state: dict, config: Mapping[str, Any]) -> Path:
-        """Write root/best/{checkpoint.pth, config.yaml, meta.yaml} atomically (meta last); return the folder."""
+    def export_best(
+        self, meta: MemberMeta, state: dict, config: Mapping[str, Any], clean_temp: bool = False
+    ) -> Path:
+        """Write root/best/{checkpoint.pth, config.yaml, meta.yaml} atomically (meta last); return the folder.
+        ``clean_temp`` (only while holding the best/ lock): first delete ``.*.tmp`` leftovers of exporters killed
+        mid-write."""
         d = _no_link(self.best_dir)
+        if clean_temp:
+            _remove_temp_files(d, "best/")
         _atomic_write(d / "checkpoint.pth", _torch_bytes(state))
         _atomic_write(d / "config.yaml", _dump_yaml(_plain_data(config, "config")))
         _atomic_write(d / "meta.yaml", _dump_yaml(meta.to_dict()))
