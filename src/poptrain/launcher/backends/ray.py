@@ -246,27 +246,17 @@ def run_member(spec: dict[str, Any]) -> dict[str, Any]:
         cwd = spec["cwd"] if os.path.isdir(spec["cwd"]) else None
         wrapped = _death_signal_argv(spec["argv"], env, cwd)
         try:
-            if wrapped is not None:
-                child = subprocess.Popen(
-                    wrapped,
-                    stdin=subprocess.DEVNULL,
-                    stdout=logf,
-                    stderr=subprocess.STDOUT,
-                    env=env,
-                    cwd=cwd,
-                    start_new_session=True,
-                )
-            else:
-                child = subprocess.Popen(
-                    spec["argv"],
-                    stdin=subprocess.DEVNULL,
-                    stdout=logf,
-                    stderr=subprocess.STDOUT,
-                    env=env,
-                    cwd=cwd,
-                    start_new_session=True,
-                    preexec_fn=_die_with_parent,  # noqa: PLW1509 - needed: no subprocess flag sets a death signal
-                )
+            # setpriv sets the death signal on exec; without it, a preexec_fn in the forked worker does
+            child = subprocess.Popen(
+                wrapped if wrapped is not None else spec["argv"],
+                stdin=subprocess.DEVNULL,
+                stdout=logf,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=cwd,
+                start_new_session=True,
+                preexec_fn=None if wrapped is not None else _die_with_parent,  # noqa: PLW1509 - no flag sets it
+            )
         except OSError as exc:
             logf.write(f"[launcher] could not start: {exc}\n".encode())
             return {"kind": "exit", "code": 127, "node": node, "error": f"could not start: {exc.strerror}"}
