@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from launcher_helpers import CHILD
 
+from poptrain.launcher.backends import backend_names
 from poptrain.launcher.run import main, parse_args
 
 
@@ -60,7 +61,7 @@ def test_a_failure_gives_exit_1_and_a_summary_naming_it(tmp_path, monkeypatch, c
 
 def test_dry_run_lists_and_starts_nothing(tmp_path, monkeypatch, capsys) -> None:
     mod = child_module(tmp_path, monkeypatch, [{"i": 1}, {"i": 2}])
-    for backend in ("processes", "slurm", "ngc"):
+    for backend in backend_names():
         code = main(["--run", mod, "--train_dir", str(tmp_path / "td"), "--backend", backend, "--dry_run"])
         out = capsys.readouterr().out
         assert code == 0

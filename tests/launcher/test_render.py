@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from poptrain.errors import ConfigError, LaunchError
-from poptrain.launcher.backends import JobState, JobStatus
+from poptrain.launcher.backends import Job, JobState, JobStatus
 from poptrain.launcher.backends.ngc import NgcBackend, map_ngc_status
-from poptrain.launcher.backends.slurm import SlurmBackend, _Submitted, map_slurm_state, parse_scontrol_jobs
+from poptrain.launcher.backends.slurm import SlurmBackend, map_slurm_state, parse_scontrol_jobs
 from poptrain.launcher.run_description import Experiment, ParamGrid, RunDescription
 
 
@@ -95,7 +95,7 @@ def test_a_job_that_can_never_start_fails_naming_the_reason_and_is_cancelled(tmp
         backend.submit(backend.render(_three(tmp_path)))
     assert len(calls.read_text().splitlines()) == 3
     assert cancelled.read_text() == "101\n"  # only the doomed job; Resources is ordinary waiting
-    states = [j.status.state for j in backend._jobs]
+    states = [j.state for j in backend.jobs()]
     assert states == [JobState.FAILED, JobState.PENDING, JobState.RUNNING]
 
 
@@ -103,7 +103,8 @@ def test_a_never_start_reason_must_persist_for_a_few_polls(tmp_path, monkeypatch
     _fake_sbatch(tmp_path, monkeypatch, fail_on="nothing")
     _fake_scontrol(tmp_path, monkeypatch, ["JobId=101 JobState=PENDING Reason=PartitionConfig NumCPUs=4"])
     backend = SlurmBackend(workdir=str(tmp_path / "sw"), gpus_per_job=0, never_start_polls=3)
-    backend._jobs = [_Submitted(backend.render(_three(tmp_path)[:1])[0], JobStatus(name="x", job_id="101"))]
+    rendered = backend.render(_three(tmp_path)[:1])[0]
+    backend._jobs = [Job(backend=backend, rendered=rendered, status=JobStatus(name="x", job_id="101"))]
     assert [s.state for s in (backend.poll(), backend.poll())[-1]] == [JobState.PENDING]
     third = backend.poll()[0]
     assert third.state is JobState.FAILED and "PartitionConfig" in third.reason
@@ -172,7 +173,7 @@ def test_a_failed_sbatch_is_reported_and_the_rest_still_submitted(tmp_path, monk
     calls = _fake_sbatch(tmp_path, monkeypatch, fail_on="k_BAD")
     backend = SlurmBackend(workdir=str(tmp_path / "sw"), gpus_per_job=0, cpus_per_gpu=1)
     backend.submit(backend.render(_three(tmp_path)))
-    statuses = {j.status.name: j.status for j in backend._jobs}
+    statuses = {j.name: j.status for j in backend.jobs()}
     assert len(calls.read_text().splitlines()) == 3
     assert statuses["01_e_k_BAD"].state is JobState.FAILED
     assert "Invalid partition" in statuses["01_e_k_BAD"].reason
@@ -192,7 +193,7 @@ def test_stop_on_error_submits_nothing_after_the_failure(tmp_path, monkeypatch) 
     ):
         backend.submit(backend.render(_three(tmp_path)))
     assert len(calls.read_text().splitlines()) == 2
-    assert [j.status.state for j in backend._jobs] == [JobState.PENDING, JobState.FAILED, JobState.CANCELLED]
+    assert [j.state for j in backend.jobs()] == [JobState.PENDING, JobState.FAILED, JobState.CANCELLED]
 
 
 def test_scontrol_output_maps_to_states() -> None:

@@ -62,7 +62,7 @@ def test_a_job_asking_more_cpus_than_the_node_has_is_an_error_at_submission(slur
     message = str(info.value)
     assert "can never start" in message and "PartitionConfig" in message, message
     assert f"--cpus-per-task={node_cpus + 1}" in message and "--slurm_cpus_per_task" in message
-    job_id = backend._jobs[0].status.job_id
+    job_id = backend.jobs()[0].id
     state = subprocess.run(["scontrol", "show", "job", "-o", job_id], capture_output=True, text=True).stdout
     assert "JobState=CANCELLED" in state or not state.strip()  # cancelled (or already purged)
 

@@ -7,8 +7,8 @@
     poptrain-launch --run poptrain.experiments.cartpole_pbt --backend ray --ray_address HEAD:6379 --ray_wait
 
 Exit codes: 0 all experiments succeeded (or were submitted / printed); 1 an experiment failed or could not
-be submitted, or the --run module could not be imported / has no RUN_DESCRIPTION; 2 bad arguments;
-128+N stopped by signal N (every child process group is stopped first).
+be submitted, or the --run module could not be imported / has no RUN_DESCRIPTION (LaunchError); 2 bad
+arguments (ConfigError); 128+N stopped by signal N (every child process group is stopped first).
 """
 
 from __future__ import annotations
@@ -25,14 +25,14 @@ from collections.abc import Sequence
 from types import FrameType
 from typing import Any
 
-from poptrain.errors import PoptrainError
+from poptrain.errors import ConfigError, LaunchError, PoptrainError
 from poptrain.launcher.backends import (
-    BACKEND_NAMES,
     Backend,
     JobState,
     JobStatus,
     add_bool_flag,
     backend_classes,
+    backend_names,
 )
 from poptrain.launcher.run_description import RunDescription
 
@@ -47,7 +47,7 @@ def _common_args(parser: argparse.ArgumentParser) -> None:
         help="module defining RUN_DESCRIPTION, e.g. poptrain.experiments.cartpole_sweep",
     )
     parser.add_argument(
-        "--backend", default="processes", choices=BACKEND_NAMES, help="where to run (default: processes)"
+        "--backend", default="processes", choices=backend_names(), help="where to run (default: processes)"
     )
     parser.add_argument("--train_dir", default="./train_dir", help="root of every experiment's output")
     parser.add_argument(
@@ -67,7 +67,7 @@ def launcher_argparser(args: Sequence[str]) -> argparse.ArgumentParser:
     partial = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     partial.add_argument("--backend", default="processes")
     known, _ = partial.parse_known_args(args)
-    backend = known.backend if known.backend in BACKEND_NAMES else "processes"
+    backend = known.backend if known.backend in backend_names() else "processes"
     parser = argparse.ArgumentParser(
         prog="poptrain-launch",
         description="Run every experiment of a RUN_DESCRIPTION module on a backend.",
@@ -94,26 +94,26 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def load_run_description(module_name: str) -> RunDescription:
-    """Import ``module_name`` and return its RUN_DESCRIPTION; PoptrainError saying what is wrong."""
+    """Import ``module_name`` and return its RUN_DESCRIPTION; LaunchError saying what is wrong."""
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         if exc.name and (module_name == exc.name or module_name.startswith(exc.name + ".")):
-            raise PoptrainError(
+            raise LaunchError(
                 f"--run {module_name}: no such module ({exc}); valid: an importable module path"
             ) from None
         traceback.print_exc()
-        raise PoptrainError(f"--run {module_name}: importing it failed (traceback above)") from None
+        raise LaunchError(f"--run {module_name}: importing it failed (traceback above)") from None
     except Exception:
         traceback.print_exc()
-        raise PoptrainError(f"--run {module_name}: importing it failed (traceback above)") from None
+        raise LaunchError(f"--run {module_name}: importing it failed (traceback above)") from None
     description = getattr(module, "RUN_DESCRIPTION", None)
     if description is None:
-        raise PoptrainError(
+        raise LaunchError(
             f"--run {module_name}: the module defines no RUN_DESCRIPTION; define RUN_DESCRIPTION = RunDescription(...)"
         )
     if not isinstance(description, RunDescription):
-        raise PoptrainError(
+        raise LaunchError(
             f"--run {module_name}: RUN_DESCRIPTION is a {type(description).__name__}; valid: a RunDescription"
         )
     return description
@@ -239,6 +239,11 @@ def watch(
 
 
 # ---- main -------------------------------------------------------------------------------------------
+def exit_code(error: PoptrainError) -> int:
+    """2 for bad arguments (a ConfigError), 1 for anything else that stopped the launch."""
+    return 2 if isinstance(error, ConfigError) else 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code."""
     args = parse_args(argv)
@@ -253,7 +258,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         rendered = backend.render(planned)
     except PoptrainError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1 if str(exc).startswith("--run ") else 2
+        return exit_code(exc)
 
     if print_only:
         for r in rendered:
@@ -270,18 +275,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PoptrainError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    wait = backend.attached or getattr(args, f"{args.backend}_wait", False)
-    if not wait:
-        statuses = backend.poll()
-        for s in statuses:
-            print(
-                f"[launcher] {s.name}: " + (f"job {s.job_id}" if s.job_id else f"NOT SUBMITTED — {s.reason}")
-            )
-        failed = [s for s in statuses if not s.job_id]
+    if not backend.watch:
+        jobs = backend.jobs()
+        for job in jobs:
+            print(f"[launcher] {job.name}: " + (f"job {job.id}" if job.id else f"NOT SUBMITTED — {job.status.reason}"))
+        failed = [job for job in jobs if not job.id]
         if failed:
-            print(
-                f"error: {len(failed)} of {len(statuses)} experiment(s) were not submitted", file=sys.stderr
-            )
+            print(f"error: {len(failed)} of {len(jobs)} experiment(s) were not submitted", file=sys.stderr)
         return 1 if failed else 0
 
     try:

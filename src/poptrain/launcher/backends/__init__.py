@@ -1,16 +1,24 @@
-"""The backend contract: render -> submit -> observe (poll / wait) -> cancel.
+"""The backend contract: render -> submit -> observe (poll / wait) -> cancel, and the registry of backends.
 
 Every backend turns the planned experiments into :class:`RenderedJob` values first (the command line, the
 sbatch script, the ``ngc batch run`` command): pure text that tests compare with expected text and that
-``--dry_run`` / ``--*_print_only`` print. ``submit`` starts them; ``poll`` reports one :class:`JobStatus`
-per job; ``wait`` polls until every job is terminal; ``cancel`` stops whatever still runs.
+``--dry_run`` / ``--*_print_only`` print. ``submit`` starts them, each behind a :class:`Job` handle (id, state,
+cancel; ``jobs()`` lists them); ``poll`` reports one :class:`JobStatus` per job; ``wait`` polls until every job
+is terminal; ``cancel`` stops whatever still runs.
+
+Adding a backend is one module in this package: a :class:`Backend` subclass decorated with
+:func:`register_backend`, which makes it ``--backend <name>`` with its own flags (``add_args``). Backends whose
+jobs a command-line tool submits (sbatch, ngc) share :class:`~poptrain.launcher.backends.cli_jobs.CliJobBackend`.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import enum
+import importlib
 import os
+import pkgutil
 import re
 import shutil
 import time
@@ -80,6 +88,50 @@ class JobStatus:
     """The last non-empty line of its log, when the backend can see it."""
     reason: str = ""
     """Why it is in this state, when the backend says (e.g. a time limit, an sbatch error)."""
+
+
+@dataclass(eq=False, kw_only=True)
+class Job:
+    """A handle on one submitted experiment (as submitit's ``Job``): its backend id, name, state, and cancel.
+
+    The backend updates ``status`` in place at every poll; :meth:`snapshot` is a copy that stays as it was.
+    Backends keep their own per-job bookkeeping in subclasses (the processes backend's ``Popen``, ...).
+    """
+
+    backend: Backend = field(repr=False)
+    """The backend that submitted it (and cancels it)."""
+    rendered: RenderedJob
+    """What was submitted."""
+    status: JobStatus
+    """What the backend saw at its last poll."""
+
+    @property
+    def id(self) -> str:
+        """The backend's id (a pid, a SLURM job id, an NGC job id); '' when it was never submitted."""
+        return self.status.job_id
+
+    @property
+    def name(self) -> str:
+        """The experiment name."""
+        return self.status.name
+
+    @property
+    def state(self) -> JobState:
+        """The state at the backend's last poll."""
+        return self.status.state
+
+    @property
+    def done(self) -> bool:
+        """True once the job will not change state again."""
+        return self.status.state.terminal
+
+    def snapshot(self) -> JobStatus:
+        """A copy of the current status that later polls leave unchanged."""
+        return dataclasses.replace(self.status)
+
+    def cancel(self) -> None:
+        """Stop this job alone (the others keep running)."""
+        self.backend.cancel_jobs([self])
 
 
 def last_log_line(path: str | None, max_bytes: int = 4096) -> str:
@@ -197,6 +249,18 @@ class Backend:
     """True when a launcher that watches its jobs also owns them (a Ray driver): a signal cancels them."""
     poll_interval_s: float = 1.0
     """Seconds between polls in :meth:`wait`."""
+    asked_to_wait: bool = False
+    """``--<name>_wait``: the launcher stays after submitting and shows the job states until all end."""
+
+    @property
+    def watch(self) -> bool:
+        """True when the launcher must watch the jobs after submitting them (attached, or asked to wait)."""
+        return self.attached or self.asked_to_wait
+
+    @classmethod
+    def add_wait_flag(cls, group: argparse._ActionsContainer) -> None:
+        """``--<name>_wait``: the flag a detached backend offers to stay and watch its jobs."""
+        add_bool_flag(group, f"--{cls.name}_wait", "stay and show job states until all finish")
 
     @classmethod
     def add_args(cls, parser: argparse.ArgumentParser) -> None:
@@ -224,9 +288,17 @@ class Backend:
         """One observation of every submitted job (processes: also advances its scheduler)."""
         raise NotImplementedError
 
+    def jobs(self) -> list[Job]:
+        """A handle on every submitted job, in submission order."""
+        raise NotImplementedError
+
     def cancel(self) -> None:
         """Stop every job that has not finished; idempotent."""
         raise NotImplementedError
+
+    def cancel_jobs(self, jobs: Sequence[Job]) -> None:
+        """Stop these jobs (finished ones are skipped); what :meth:`Job.cancel` calls."""
+        raise LaunchError(f"--backend {self.name} cannot stop single jobs; cancel() stops them all")
 
     def wait(
         self,
@@ -251,15 +323,32 @@ class Backend:
         time.sleep(seconds)
 
 
+# ---- the registry ----------------------------------------------------------------------------------
+_REGISTRY: dict[str, type[Backend]] = {}
+
+
+def register_backend(cls: type[Backend]) -> type[Backend]:
+    """Class decorator of a backend module: makes ``cls`` selectable as ``--backend <cls.name>``."""
+    if not re.fullmatch(r"[a-z][a-z0-9_]*", cls.name):
+        raise TypeError(f"{cls.__qualname__}.name {cls.name!r}: valid: lower-case letters, digits, _")
+    known = _REGISTRY.get(cls.name)
+    if known is not None and known.__qualname__ != cls.__qualname__:  # a re-imported module may register again
+        raise TypeError(f"--backend {cls.name} is registered twice: {known.__module__} and {cls.__module__}")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
 def backend_classes() -> dict[str, type[Backend]]:
-    """``--backend`` value -> class."""
-    from poptrain.launcher.backends.ngc import NgcBackend
-    from poptrain.launcher.backends.processes import ProcessesBackend
-    from poptrain.launcher.backends.ray import RayBackend  # imports ray itself only when it connects
-    from poptrain.launcher.backends.slurm import SlurmBackend
+    """``--backend`` value -> class, in name order.
 
-    return {cls.name: cls for cls in (ProcessesBackend, SlurmBackend, NgcBackend, RayBackend)}
+    Imports every module of this package once; each registers its backend. Importing them is cheap and needs
+    no optional package: ray.py imports ray only when it connects to a cluster.
+    """
+    for module in pkgutil.iter_modules(__path__):
+        importlib.import_module(f"{__name__}.{module.name}")
+    return dict(sorted(_REGISTRY.items()))
 
 
-BACKEND_NAMES = ("processes", "slurm", "ngc", "ray")
-"""Valid values of ``--backend``."""
+def backend_names() -> tuple[str, ...]:
+    """Valid values of ``--backend``."""
+    return tuple(backend_classes())

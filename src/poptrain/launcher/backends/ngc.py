@@ -27,25 +27,22 @@ import argparse
 import json
 import logging
 import shlex
-import subprocess
-import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from poptrain.errors import ConfigError, LaunchError
 from poptrain.launcher.backends import (
-    Backend,
+    Job,
     JobState,
-    JobStatus,
     RenderedJob,
     add_bool_flag,
     check_template,
     fill_template,
     read_template,
-    require_executable,
+    register_backend,
     template_placeholders,
 )
+from poptrain.launcher.backends.cli_jobs import CliJobBackend
 from poptrain.launcher.run_description import PlannedExperiment
 
 log = logging.getLogger(__name__)
@@ -101,12 +98,6 @@ def map_ngc_status(status: str) -> JobState:
     return _STATUS_MAP.get(status.upper(), JobState.RUNNING)
 
 
-@dataclass
-class _Submitted:
-    rendered: RenderedJob
-    status: JobStatus
-
-
 def _job_id(payload: Any) -> str:
     if isinstance(payload, dict):
         if "id" in payload:
@@ -118,11 +109,11 @@ def _job_id(payload: Any) -> str:
     return ""
 
 
-class NgcBackend(Backend):
+@register_backend
+class NgcBackend(CliJobBackend):
     """One ``ngc batch run`` job per experiment."""
 
     name = "ngc"
-    attached = False
 
     def __init__(
         self,
@@ -137,10 +128,13 @@ class NgcBackend(Backend):
         template_source: str = "--ngc_job_template",
         poll_interval_s: float = 10.0,
         pause_between: float = 0.0,
+        wait: bool = False,
     ):
         if pause_between < 0:
             raise ConfigError(f"--pause_between {pause_between}: valid: seconds >= 0")
-        self.pause_between = pause_between
+        super().__init__(
+            print_only=print_only, pause_between=pause_between, poll_interval_s=poll_interval_s, wait=wait
+        )
         self.template = DEFAULT_JOB_TEMPLATE if template is None else template
         # IsaacGymEnvs' run_ngc template: {{ name }} and {{ experiment_cmd }}, the latter inside the quoted
         # --commandline string the container's shell runs; backslash-newline continues a line
@@ -156,8 +150,7 @@ class NgcBackend(Backend):
                 self._tokens = shlex.split(self.template.replace("\\\n", " ").strip())
             except ValueError as exc:
                 raise ConfigError(f"{template_source}: cannot be split like a shell command: {exc}") from None
-            self._init_values(instance, image, workspace, workspace_mount, workdir, result_dir, print_only)
-            self.poll_interval_s = poll_interval_s
+            self._init_values(instance, image, workspace, workspace_mount, workdir, result_dir)
             return
         check_template(self.template, PLACEHOLDERS, template_source)
         if "{{" not in self.template or not self.template.strip():
@@ -177,8 +170,7 @@ class NgcBackend(Backend):
             raise ConfigError(
                 f"{template_source}: a {{{{placeholder}}}} sits inside quotes; valid: unquoted (values are quoted for you)"
             )
-        self._init_values(instance, image, workspace, workspace_mount, workdir, result_dir, print_only)
-        self.poll_interval_s = poll_interval_s
+        self._init_values(instance, image, workspace, workspace_mount, workdir, result_dir)
 
     def _init_values(
         self,
@@ -188,7 +180,6 @@ class NgcBackend(Backend):
         mount: str,
         workdir: str,
         result_dir: str,
-        print_only: bool,
     ) -> None:
         self.instance = instance
         self.image = image
@@ -196,12 +187,6 @@ class NgcBackend(Backend):
         self.workspace_mount = mount
         self.workdir = workdir
         self.result_dir = result_dir
-        self._print_only = print_only
-        self._jobs: list[_Submitted] = []
-
-    @property
-    def print_only(self) -> bool:
-        return self._print_only
 
     @classmethod
     def add_args(cls, parser: argparse.ArgumentParser) -> None:
@@ -216,7 +201,7 @@ class NgcBackend(Backend):
             "--ngc_workdir", default="/workspace", help="folder the job cd's into before the command"
         )
         g.add_argument("--ngc_result_dir", default="/results", help="NGC result folder in the container")
-        add_bool_flag(g, "--ngc_wait", "stay and show job states until all finish")
+        cls.add_wait_flag(g)
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> NgcBackend:
@@ -238,6 +223,7 @@ class NgcBackend(Backend):
             template=template,
             template_source=f"--ngc_job_template {args.ngc_job_template}",
             pause_between=args.pause_between,
+            wait=args.ngc_wait,
         )
 
     def commandline(self, p: PlannedExperiment) -> str:
@@ -275,61 +261,26 @@ class NgcBackend(Backend):
             rendered.append(RenderedJob(planned=p, text=text, argv=argv))
         return rendered
 
-    def submit(self, rendered: Sequence[RenderedJob]) -> None:
-        errors = []
-        for i, r in enumerate(rendered):
-            if i and self.pause_between > 0:  # --pause_between applies on every backend
-                time.sleep(self.pause_between)
-            program = require_executable(r.argv[0], "--ngc_print_only")
-            status = JobStatus(name=r.name)
-            self._jobs.append(_Submitted(rendered=r, status=status))
-            proc = subprocess.run([program, *r.argv[1:]], capture_output=True, text=True)
-            try:
-                job_id = _job_id(json.loads(proc.stdout)) if proc.returncode == 0 else ""
-            except json.JSONDecodeError:
-                job_id = ""
-            if job_id:
-                status.job_id = job_id
-                log.info("submitted %s as NGC job %s", r.name, job_id)
-                continue
-            status.state = JobState.FAILED
-            status.reason = (
-                f"{r.argv[0]} failed (exit {proc.returncode}): {(proc.stderr or proc.stdout).strip()[:500]}"
-            )
-            errors.append(f"{r.name}: {status.reason}")
-        for message in errors:
-            log.error("%s", message)
+    # ---- submit / observe (the loop is CliJobBackend's) ----
+    def parse_job_id(self, stdout: str) -> str:
+        try:
+            return _job_id(json.loads(stdout))  # --format_type json: {"id": ...} or {"job": {"id": ...}}
+        except json.JSONDecodeError:
+            return ""
 
-    def _ngc(self, *args: str) -> subprocess.CompletedProcess[str]:
-        program = require_executable("ngc", "--ngc_print_only")
-        return subprocess.run([program, *args], capture_output=True, text=True)
-
-    def poll(self) -> list[JobStatus]:
-        for j in self._jobs:
-            if not j.status.job_id or j.status.state.terminal:
-                continue
-            proc = self._ngc("batch", "info", j.status.job_id, "--format_type", "json")
-            if proc.returncode != 0:
-                raise LaunchError(
-                    f"ngc batch info {j.status.job_id} failed (exit {proc.returncode}): {proc.stderr.strip()}"
-                )
+    def observe(self, jobs: list[Job]) -> None:
+        for j in jobs:  # `ngc batch info` answers for one job
+            out = self.run_cli(["ngc", "batch", "info", j.id, "--format_type", "json"]).stdout
             try:
-                info = json.loads(proc.stdout)
+                info = json.loads(out)
             except json.JSONDecodeError:
-                raise LaunchError(
-                    f"ngc batch info {j.status.job_id} printed no JSON: {proc.stdout[:200]!r}"
-                ) from None
+                raise LaunchError(f"ngc batch info {j.id} printed no JSON: {out[:200]!r}") from None
             job_status = info.get("jobStatus", {}) if isinstance(info, dict) else {}
             ngc_state = str(job_status.get("status", ""))
             j.status.state = map_ngc_status(ngc_state)
             j.status.reason = ngc_state
             if "exitCode" in job_status:
                 j.status.exit_code = int(job_status["exitCode"])
-        return [JobStatus(**vars(j.status)) for j in self._jobs]
 
-    def cancel(self) -> None:
-        for j in self._jobs:
-            if j.status.job_id and not j.status.state.terminal:
-                proc = self._ngc("batch", "kill", j.status.job_id)
-                if proc.returncode != 0:
-                    raise LaunchError(f"ngc batch kill {j.status.job_id} failed: {proc.stderr.strip()}")
+    def cancel_argv(self, ids: list[str]) -> list[list[str]]:
+        return [["ngc", "batch", "kill", job_id] for job_id in ids]

@@ -34,11 +34,13 @@ from poptrain.errors import ConfigError
 from poptrain.launcher.backends import (
     LOG_NAME,
     Backend,
+    Job,
     JobState,
     JobStatus,
     RenderedJob,
     last_log_line,
     parse_bool,
+    register_backend,
 )
 from poptrain.launcher.run_description import PlannedExperiment
 
@@ -68,10 +70,8 @@ def pick_gpu(usage: Sequence[int], experiments_per_gpu: int) -> int | None:
     return best
 
 
-@dataclass
-class _Child:
-    rendered: RenderedJob
-    status: JobStatus
+@dataclass(eq=False)
+class _Child(Job):
     log_path: str
     popen: subprocess.Popen[bytes] | None = None
     gpu: int | None = None
@@ -81,6 +81,7 @@ class _Child:
     pidfd: int | None = None
 
 
+@register_backend
 class ProcessesBackend(Backend):
     """Local processes with a slot limit, GPU pinning, per-experiment logs and crash restarts."""
 
@@ -211,7 +212,7 @@ class ProcessesBackend(Backend):
     # ---- submit / observe ----
     def submit(self, rendered: Sequence[RenderedJob]) -> None:
         for r in rendered:
-            child = _Child(rendered=r, status=JobStatus(name=r.name), log_path=r.path or "")
+            child = _Child(backend=self, rendered=r, status=JobStatus(name=r.name), log_path=r.path or "")
             self._children.append(child)
             self._queue.append(child)
         self._launch_ready()
@@ -319,7 +320,10 @@ class ProcessesBackend(Backend):
         for child in self._children:
             if child.popen is not None or child.status.state.terminal and not child.status.last_line:
                 child.status.last_line = last_log_line(child.log_path)
-        return [JobStatus(**vars(c.status)) for c in self._children]
+        return [c.snapshot() for c in self._children]
+
+    def jobs(self) -> list[Job]:
+        return list(self._children)
 
     def pause(self, seconds: float) -> None:
         """Sleep until a child exits or ``seconds`` pass (pidfds), so a freed slot is refilled at once."""
@@ -332,11 +336,15 @@ class ProcessesBackend(Backend):
             time.sleep(seconds)
 
     def cancel(self) -> None:
-        while self._queue:
-            child = self._queue.popleft()
+        self.cancel_jobs(self._children)
+
+    def cancel_jobs(self, jobs: Sequence[Job]) -> None:
+        chosen = {id(j) for j in jobs}
+        for child in [c for c in self._queue if id(c) in chosen]:
+            self._queue.remove(child)
             child.status.state = JobState.CANCELLED
             child.status.reason = "cancelled before start"
-        running = [c for c in self._children if c.popen is not None]
+        running = [c for c in self._children if c.popen is not None and id(c) in chosen]
         for child in running:
             child.cancel_requested = True
             assert child.popen is not None

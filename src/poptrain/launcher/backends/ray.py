@@ -61,11 +61,13 @@ from poptrain.errors import ConfigError, LaunchError
 from poptrain.launcher.backends import (
     LOG_NAME,
     Backend,
+    Job,
     JobState,
     JobStatus,
     RenderedJob,
     atomic_write,
     last_log_line,
+    register_backend,
 )
 from poptrain.launcher.run_description import PlannedExperiment
 
@@ -337,10 +339,8 @@ def _signal_exceptions_unwrapped() -> Iterator[None]:
         raise inner from None
 
 
-@dataclass
-class _Member:
-    rendered: RenderedJob
-    status: JobStatus
+@dataclass(eq=False)
+class _Member(Job):
     spec: dict[str, Any]
     ref: Any = None
     """The running task's ObjectRef (None while queued or once terminal)."""
@@ -353,6 +353,7 @@ class _Member:
     cancel_requested: bool = False
 
 
+@register_backend
 class RayBackend(Backend):
     """One Ray task per experiment on an existing (or private) Ray cluster.
 
@@ -409,6 +410,7 @@ class RayBackend(Backend):
         if problems:
             raise ConfigError("; ".join(problems))
         self.attach = wait
+        self.asked_to_wait = wait
         self.launcher_argv = list(launcher_argv)
         self._dashboard_url = ""
         self.address = address
@@ -432,6 +434,9 @@ class RayBackend(Backend):
     @property
     def print_only(self) -> bool:
         return self._print_only
+
+    def jobs(self) -> list[Job]:
+        return list(self._members)
 
     # ---- CLI ----
     @classmethod
@@ -577,7 +582,7 @@ class RayBackend(Backend):
                 "max_attempts": self.max_restarts + 1,
                 "kill_grace_s": self.kill_grace_s,
             }
-            member = _Member(rendered=r, status=JobStatus(name=r.name), spec=spec)
+            member = _Member(backend=self, rendered=r, status=JobStatus(name=r.name), spec=spec)
             self._members.append(member)
             self._queue.append(member)
         self._submit_ready()
@@ -670,7 +675,7 @@ class RayBackend(Backend):
         log.info("submitted as Ray job %s: ray job logs -f %s / ray job stop %s", job_id, job_id, job_id)
         for r in rendered:
             status = JobStatus(name=r.name, job_id=job_id, reason=f"in Ray job {job_id}")
-            self._members.append(_Member(rendered=r, status=status, spec={"log_path": r.path or ""}))
+            self._members.append(_Member(backend=self, rendered=r, status=status, spec={"log_path": r.path or ""}))
 
     def poll(self) -> list[JobStatus]:
         if not self.attach:

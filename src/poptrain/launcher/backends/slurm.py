@@ -44,12 +44,11 @@ import shlex
 import subprocess
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from poptrain.errors import ConfigError, LaunchError
 from poptrain.launcher.backends import (
     LOG_NAME,
-    Backend,
+    Job,
     JobState,
     JobStatus,
     RenderedJob,
@@ -57,11 +56,11 @@ from poptrain.launcher.backends import (
     atomic_write,
     check_template,
     fill_template,
-    last_log_line,
     read_template,
-    require_executable,
+    register_backend,
     template_placeholders,
 )
+from poptrain.launcher.backends.cli_jobs import CliJobBackend
 from poptrain.launcher.run_description import PlannedExperiment
 
 log = logging.getLogger(__name__)
@@ -98,7 +97,7 @@ exec {{cmd}}
 """
 """The built-in template: runs the command in the batch step (exec, so signals reach it)."""
 
-# scontrol JobState -> ours. Anything not listed is reported as RUNNING-ish by _map_state's fallback.
+# scontrol JobState -> ours. Anything not listed is reported as RUNNING by map_slurm_state's fallback.
 _STATE_MAP = {
     "PENDING": JobState.PENDING,
     "CONFIGURING": JobState.PENDING,
@@ -241,18 +240,14 @@ def parse_scontrol_jobs(text: str) -> dict[str, dict[str, str]]:
     return jobs
 
 
-@dataclass
-class _Submitted:
-    rendered: RenderedJob
-    status: JobStatus
-
-
-class SlurmBackend(Backend):
+@register_backend
+class SlurmBackend(CliJobBackend):
     """One sbatch job per experiment (``--slurm_slots K``: one job per time-sliced PBT slot, each hosting
     several members in turn; see ``poptrain.pbt.slots``)."""
 
     name = "slurm"
-    attached = False
+    cwd: str
+    """The launcher's working directory (or ``cwd``): where sbatch runs and where each job cd's."""
 
     def __init__(
         self,
@@ -273,6 +268,7 @@ class SlurmBackend(Backend):
         never_start_polls: int = 3,
         pause_between: float = 0.0,
         slots: int = 0,
+        wait: bool = False,
     ):
         problems = []
         if slots < 0:
@@ -301,7 +297,14 @@ class SlurmBackend(Backend):
             )
         if problems:
             raise ConfigError("; ".join(problems))
-        self.pause_between = pause_between
+        super().__init__(
+            print_only=print_only,
+            pause_between=pause_between,
+            poll_interval_s=poll_interval_s,
+            stop_on_error=stop_on_error,
+            wait=wait,
+            cwd=os.path.abspath(cwd or os.getcwd()),
+        )
         self.template = DEFAULT_SBATCH_TEMPLATE if template is None else template
         # IsaacGymEnvs' run_slurm fills $CMD-style placeholders (string.Template); ours are {{cmd}}
         self.ige_template = is_ige_template(self.template)
@@ -329,20 +332,11 @@ class SlurmBackend(Backend):
         self.timeout = timeout or "0"
         self.mem = mem
         self.requeue = requeue
-        self._print_only = print_only
-        self.stop_on_error = stop_on_error
-        self.cwd = os.path.abspath(cwd or os.getcwd())
-        self.poll_interval_s = poll_interval_s
         # a never-start reason must be seen this many polls in a row (a job can show ReqNodeNotAvail for one
         # scheduler pass while a node reboots); 3 polls = ~2 s at the default 1 s interval
         self.never_start_polls = max(1, never_start_polls)
         self._never_seen: dict[str, int] = {}
         self.slots = slots
-        self._jobs: list[_Submitted] = []
-
-    @property
-    def print_only(self) -> bool:
-        return self._print_only
 
     @property
     def cpus_per_task(self) -> int:
@@ -376,7 +370,7 @@ class SlurmBackend(Backend):
         g.add_argument(
             "--slurm_sbatch_template", default=None, help="sbatch template file with {{placeholders}}"
         )
-        add_bool_flag(g, "--slurm_wait", "stay and show job states until all finish")
+        cls.add_wait_flag(g)
         g.add_argument(
             "--slurm_slots",
             type=int,
@@ -404,6 +398,7 @@ class SlurmBackend(Backend):
             template=template,
             template_source=f"--slurm_sbatch_template {args.slurm_sbatch_template}",
             slots=getattr(args, "slurm_slots", 0),
+            wait=args.slurm_wait,
         )
 
     # ---- render ----
@@ -499,51 +494,29 @@ class SlurmBackend(Backend):
         head = f"{shebang}\n{options}\n# poptrain experiment {p.name} of run {p.run_name} (IsaacGymEnvs-style template)\n"
         return head + (exports + "\n" if exports else "") + rest
 
-    # ---- submit / observe ----
-    def submit(self, rendered: Sequence[RenderedJob]) -> None:
-        sbatch = require_executable("sbatch", "--slurm_print_only")
-        errors = []
+    # ---- submit / observe (the loop is CliJobBackend's) ----
+    def prepare(self, rendered: Sequence[RenderedJob]) -> None:
         for r in rendered:
             assert r.path is not None
             atomic_write(r.path, r.text, mode=0o755)
             os.makedirs(r.planned.output_dir, exist_ok=True)  # sbatch does not create the --output folder
-        for i, r in enumerate(rendered):
-            if i and self.pause_between > 0:  # --pause_between: spread the submissions (IGE's run_slurm does)
-                time.sleep(self.pause_between)
-            status = JobStatus(name=r.name)
-            self._jobs.append(_Submitted(rendered=r, status=status))
-            proc = subprocess.run([sbatch, *r.argv[1:]], capture_output=True, text=True, cwd=self.cwd)
-            if proc.returncode == 0 and proc.stdout.strip():
-                status.job_id = proc.stdout.strip().split(";")[0]
-                log.info("submitted %s as job %s", r.name, status.job_id)
-                continue
-            message = f"sbatch {r.path} failed (exit {proc.returncode}): {proc.stderr.strip() or proc.stdout.strip()}"
-            status.state = JobState.FAILED
-            status.reason = message
-            errors.append(message)
-            if self.stop_on_error:
-                for rest in rendered[i + 1 :]:
-                    self._jobs.append(
-                        _Submitted(
-                            rest,
-                            JobStatus(
-                                name=rest.name,
-                                state=JobState.CANCELLED,
-                                reason="not submitted (--slurm_stop_on_error)",
-                            ),
-                        )
-                    )
-                break
+
+    def parse_job_id(self, stdout: str) -> str:
+        return stdout.strip().split(";")[0]  # --parsable prints "<id>[;<cluster>]"
+
+    def submit_failure(self, r: RenderedJob, proc: subprocess.CompletedProcess[str]) -> str:
+        return f"sbatch {r.path} failed (exit {proc.returncode}): {proc.stderr.strip() or proc.stdout.strip()}"
+
+    def after_submit(self, jobs: list[Job], errors: list[str]) -> None:
         self._write_records()
-        if errors and self.stop_on_error:
-            submitted = [j.status.name for j in self._jobs if j.status.job_id]
-            raise LaunchError(
-                f"{errors[0]}\nstopped (--slurm_stop_on_error); submitted before the error: {submitted or 'none'}"
-                f"{'; cancel them with ' + self.scancel_path if submitted else ''}"
-            )
-        for message in errors:
-            log.error("%s", message)
+        super().after_submit(jobs, errors)
         self._check_startable()
+
+    def cancel_hint(self) -> str:
+        return f"; cancel them with {self.scancel_path}"
+
+    def log_path(self, job: Job) -> str | None:
+        return os.path.join(job.rendered.planned.output_dir, LOG_NAME)
 
     def _check_startable(self) -> None:
         """Poll a few times after submission; LaunchError naming every job that can never start."""
@@ -577,35 +550,27 @@ class SlurmBackend(Backend):
         return os.path.join(os.path.dirname(self.jobs_path), "scancel.sh")
 
     def _write_records(self) -> None:
-        ids = {j.status.name: j.status.job_id for j in self._jobs if j.status.job_id}
+        ids = {j.name: j.id for j in self._jobs if j.id}
         atomic_write(self.jobs_path, json.dumps(ids, indent=2) + "\n")
         body = "#!/bin/sh\n# Cancels the jobs of this run (written by poptrain-launch).\n"
         if ids:
             body += "exec scancel " + " ".join(ids.values()) + "\n"
         atomic_write(self.scancel_path, body, mode=0o755)
 
-    def poll(self) -> list[JobStatus]:
-        ids = [j.status.job_id for j in self._jobs if j.status.job_id and not j.status.state.terminal]
-        if ids:
-            scontrol = require_executable("scontrol", "--slurm_print_only")
-            proc = subprocess.run([scontrol, "show", "job", "-o"], capture_output=True, text=True)
-            if proc.returncode != 0:
-                raise LaunchError(f"scontrol show job failed (exit {proc.returncode}): {proc.stderr.strip()}")
-            jobs = parse_scontrol_jobs(proc.stdout)
-            doomed = []
-            for j in self._jobs:
-                fields = jobs.get(j.status.job_id)
-                if fields is None or j.status.state.terminal:
-                    continue
-                self._update(j.status, fields)
-                if self._never_starts(j.status, fields):
-                    doomed.append(j.status.job_id)
-            if doomed:
-                self._scancel(doomed)
-        for j in self._jobs:
-            if j.rendered.planned is not None:
-                j.status.last_line = last_log_line(os.path.join(j.rendered.planned.output_dir, LOG_NAME))
-        return [JobStatus(**vars(j.status)) for j in self._jobs]
+    def observe(self, jobs: list[Job]) -> None:
+        # one `scontrol show job -o` for all jobs: no accounting database (sacct) needed
+        found = parse_scontrol_jobs(self.run_cli(["scontrol", "show", "job", "-o"]).stdout)
+        doomed = []
+        for j in jobs:
+            fields = found.get(j.id)
+            if fields is None:
+                continue
+            self._update(j.status, fields)
+            if self._never_starts(j.status, fields):
+                doomed.append(j.id)
+        if doomed:
+            for argv in self.cancel_argv(doomed):
+                self.run_cli(argv)
 
     @staticmethod
     def _update(status: JobStatus, fields: dict[str, str]) -> None:
@@ -652,19 +617,8 @@ class SlurmBackend(Backend):
         )
         return True
 
-    def cancel(self) -> None:
-        ids = [j.status.job_id for j in self._jobs if j.status.job_id and not j.status.state.terminal]
-        self._scancel(ids)
-
-    def _scancel(self, ids: list[str]) -> None:
-        if not ids:
-            return
-        scancel = require_executable("scancel", "--slurm_print_only")
-        proc = subprocess.run([scancel, *ids], capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise LaunchError(
-                f"scancel {' '.join(ids)} failed (exit {proc.returncode}): {proc.stderr.strip()}"
-            )
+    def cancel_argv(self, ids: list[str]) -> list[list[str]]:
+        return [["scancel", *ids]]
 
 
 def _parse_duration(text: str) -> float:
