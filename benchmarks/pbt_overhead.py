@@ -42,7 +42,7 @@ from pathlib import Path
 
 import yaml
 
-from poptrain.pbt.params import PbtParams
+from poptrain.pbt.params import PbtSettings
 from poptrain.pbt.selection import candidates_from_metas, decide
 from poptrain.pbt.workspace import MemberMeta, Workspace
 
@@ -92,7 +92,7 @@ def _synthetic_workspace(root: Path, n: int, history: int, rng: random.Random) -
 
 def _one_iteration(root: Path, n: int, rng: random.Random) -> float:
     """Seconds for what a member does after writing its own checkpoint: read metadata, rank, decide."""
-    params = PbtParams(enabled=True, num_policies=n, policy_idx=0)
+    params = PbtSettings(enabled=True, num_policies=n, policy_idx=0)
     start = time.perf_counter()
     ws = Workspace(root, stale_after_s=params.stale_after_s)  # fresh object: no reader-side caching
     now = time.time()

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from poptrain.errors import ConfigError, PoptrainError, WorkspaceError
+from poptrain.pbt.params import STALE_AFTER_S
 
 log = logging.getLogger(__name__)
 
@@ -243,8 +244,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     def common(p: argparse.ArgumentParser) -> None:
         p.add_argument("path", help="a PBT workspace, or a run dir holding exactly one")
-        p.add_argument("--stale-after", type=float, default=3600.0, metavar="S",
-                       help="seconds without new metadata before a member counts as stale (default 3600)")
+        p.add_argument("--stale-after", type=float, default=STALE_AFTER_S, metavar="S",
+                       help="seconds without new metadata before a member counts as stale, at least; a member "
+                            f"whose intervals take longer gets 3x its own interval (default {STALE_AFTER_S:g}, "
+                            "the engine's pbt.stale_after_s)")
 
     p = sub.add_parser("status", help="leaderboard of a population")
     common(p)

@@ -43,6 +43,9 @@ def register_resolvers() -> None:
     for name, fn in resolvers.items():
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)
+    from poptrain.pbt.params import register_config_defaults
+
+    register_config_defaults()  # pbt/settings: every PBT default, generated from PbtSettings (pbt_default.yaml)
 
 
 register_resolvers()
@@ -256,18 +259,17 @@ def _extra_observers(cfg: DictConfig) -> list[Any]:
     """Observers beyond our own bookkeeping: the PBT observer when ``pbt.enabled``."""
     if not cfg.get("pbt") or not cfg.pbt.get("enabled", False):
         return []
-    from poptrain.pbt.observer import PbtAlgoObserver, initial_pbt_check
+    from poptrain.pbt.observer import member_observer
 
-    initial_pbt_check(cfg)
-    return [PbtAlgoObserver(cfg)]
+    return [member_observer(cfg)]  # start-up (claim, resume, initial mutation), then the observer
 
 
 def _pbt_member_dir(cfg: DictConfig, meta: Any) -> Path:
     """The workspace folder of ``meta``'s member (where its final checkpoint is)."""
     from poptrain.pbt.observer import workspace_for
-    from poptrain.pbt.params import PbtParams
+    from poptrain.pbt.params import PbtSettings
 
-    return workspace_for(cfg, PbtParams.from_cfg(cfg.pbt, cfg)).member_dir(int(meta.member))
+    return workspace_for(cfg, PbtSettings.from_cfg(cfg.pbt, cfg)).member_dir(int(meta.member))
 
 
 class _AtomicSaveObserver:

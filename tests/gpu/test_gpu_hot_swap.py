@@ -58,7 +58,7 @@ def test_hot_swap_of_a_cpu_checkpoint_into_a_device_agent(leader, device):
         if epoch != 1:
             return
         pbt = next(o for o in algo.algo_observer.observers if isinstance(o, PbtAlgoObserver))
-        pbt._exploit(meta, int(algo.frame))
+        pbt.exploit(meta, int(algo.frame))
         seen["model"] = {k: v.detach().clone() for k, v in algo.model.state_dict().items()}
         params = [p for g in algo.optimizer.param_groups for p in g["params"]]
         # clones: training goes on after the swap and Adam updates its moments in place

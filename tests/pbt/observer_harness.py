@@ -12,6 +12,7 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from poptrain.pbt import observer as obs_mod
+from poptrain.pbt.params import PbtSettings
 from poptrain.pbt.workspace import Workspace
 from poptrain.train import CFG_DIR
 
@@ -68,6 +69,12 @@ def fake_agent(member: int, tmp_path) -> SimpleNamespace:
     return algo
 
 
+def fresh_observer(cfg) -> obs_mod.PbtAlgoObserver:
+    """An observer of a fresh start that skips start-up (no claim, no initial mutation): the test scripts it."""
+    settings = PbtSettings.from_cfg(cfg.pbt, cfg)
+    return obs_mod.PbtAlgoObserver(cfg, settings, obs_mod.workspace_for(cfg, settings), obs_mod.StartInfo())
+
+
 def population(tmp_path, factor: float = 3.0, extra: tuple[str, ...] = ()):
     clock = Clock(1_000_000.0)
     members = []
@@ -93,8 +100,7 @@ def population(tmp_path, factor: float = 3.0, extra: tuple[str, ...] = ()):
                     *extra,
                 ],
             )
-        obs_mod._START = obs_mod.StartInfo()
-        o = obs_mod.PbtAlgoObserver(cfg)
+        o = fresh_observer(cfg)
         o.clock = clock
         o.after_init(fake_agent(i, tmp_path))
         o.carried_objective = OBJECTIVES[i]

@@ -9,7 +9,7 @@ from hydra import compose, initialize_config_dir
 
 from poptrain.demo import comparison_line
 from poptrain.experiments import acrobot_search
-from poptrain.pbt.params import PbtParams
+from poptrain.pbt.params import PbtSettings
 from poptrain.train import CFG_DIR
 
 
@@ -21,7 +21,7 @@ def test_population_and_default_run_share_seed_and_budget(meta_factory):
         args = exp.argv[3:]
         with initialize_config_dir(config_dir=str(CFG_DIR), version_base="1.3"):
             cfg = compose(config_name="config", overrides=[*args, "pbt.policy_idx=0"])
-        params = PbtParams.from_cfg(cfg.pbt, cfg)
+        params = PbtSettings.from_cfg(cfg.pbt, cfg)
         assert (params.explore, params.initial, params.noise_z, params.num_policies) == (
             "perturb",
             "sample",

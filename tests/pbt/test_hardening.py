@@ -7,7 +7,6 @@ from __future__ import annotations
 import errno
 import fcntl
 import logging
-import math
 import os
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import torch
 import yaml
 from hydra import compose, initialize_config_dir
 from meta_factory import LR, make_meta
+from observer_harness import population, run_rounds
 from omegaconf import OmegaConf
 
 from poptrain import train
@@ -87,20 +87,25 @@ def test_export_without_flock_warns_and_exports(tmp_path, monkeypatch, caplog, e
     def no_flock(fd, op):
         raise OSError(err, os.strerror(err))
 
+    clock, members = population(tmp_path)
+    run_rounds(clock, members, 2)  # every member has written its metadata and checkpoint (round 2)
     monkeypatch.setattr(fcntl, "flock", no_flock)  # Lustre without -o flock answers like this
     with caplog.at_level(logging.WARNING, logger="poptrain.pbt.observer"):
-        with observer._best_lock(tmp_path / ".best.lock"):
-            entered = True
-    assert entered and "flock is not available" in caplog.text
+        members[1].export_best()
+    assert "flock is not available" in caplog.text
+    assert yaml.safe_load((tmp_path / "pbt_workspace" / "best" / "meta.yaml").read_text())["member"] == 0
 
 
 def test_other_flock_errors_are_not_hidden(tmp_path, monkeypatch):
     def broken(fd, op):
         raise OSError(errno.EIO, "I/O error")
 
+    clock, members = population(tmp_path)
+    run_rounds(clock, members, 2)
     monkeypatch.setattr(fcntl, "flock", broken)
-    with pytest.raises(OSError, match="I/O error"), observer._best_lock(tmp_path / ".best.lock"):
-        pass
+    with pytest.raises(OSError, match="I/O error"):
+        members[0].export_best()
+    assert not (tmp_path / "pbt_workspace" / "best" / "meta.yaml").exists()
 
 
 # ---- command line -----------------------------------------------------------------------------------------
@@ -115,10 +120,10 @@ def test_current_overrides_propagates_errors_instead_of_returning_nothing(monkey
 
 
 def test_a_restart_without_known_overrides_is_refused(tmp_path):
-    obs = observer.PbtAlgoObserver.__new__(observer.PbtAlgoObserver)
-    obs.member, obs.overrides = 3, []
-    with pytest.raises(ConfigError, match="cannot restart.*overrides are unknown"):
-        obs._restart({LR: 1e-3}, {}, 0.0, "exploit", math.nan)
+    clock, members = population(tmp_path)  # outside a Hydra app: the command line is unknown
+    members[3].algo.config["lr_schedule"] = "linear"  # its scheduler owns lr: changing lr needs a restart
+    with pytest.raises(ConfigError, match="PBT member 3 cannot restart.*overrides are unknown"):
+        run_rounds(clock, members, 3, hold=True)  # member 3 is far below the others: it exploits
 
 
 # ---- resume -----------------------------------------------------------------------------------------------

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import random
 
 import pytest
 
-from poptrain.pbt.params import PbtParams
+from poptrain.pbt.params import PbtSettings
 from poptrain.pbt.selection import Candidate, candidates_from_metas, decide, rank
 
 NAN = math.nan
@@ -25,7 +24,8 @@ def pop(*objectives, ages=None):
 
 
 def P(**kw):
-    return dataclasses.replace(PbtParams(), **kw)
+    """Validated settings; each rule's own keys (e.g. threshold_std) are flat pbt.* keys, as in the config."""
+    return PbtSettings.from_cfg({"replace_rule": "fraction", **kw})
 
 
 def decisions(member, population, params, seeds=range(40)):
@@ -66,17 +66,18 @@ def test_fraction_small_lead_mutates_instead():
 def test_fraction_std_threshold_uses_population_without_outliers():
     # N=6: worst 2 slots [4, 5], leader from the best 1 (member 0 = 9). Own (member 4) = 5: lead 4.
     # std without the lowest floor(0.2*6)=1 outlier: pstdev([5,6,7,8,9]) = 1.41; with it ~39.7.
-    params = P(
+    keys = dict(
         num_policies=6,
         replace_fraction_worst=0.34,
         replace_fraction_best=0.1,
         replace_threshold_frac_std=1.5,
         replace_threshold_frac_absolute=0.0,
     )
+    params = P(**keys)
     population = pop(9, 8, 7, 6, 5, -100)
     d = decide(4, population, params, random.Random(0))
     assert d.action == "exploit" and d.leader == 0  # cut 1.5 * 1.41 = 2.1 < 4 (untrimmed cut would be 60)
-    strict = dataclasses.replace(params, replace_threshold_frac_std=3.0)  # cut 4.24 > 4
+    strict = P(**{**keys, "replace_threshold_frac_std": 3.0})  # cut 4.24 > 4
     assert decide(4, population, strict, random.Random(0)).action == "mutate"
 
 
@@ -133,7 +134,8 @@ def test_own_missing_and_duplicates():
 # ---------------------------------------------------------------------------------------------------------
 # threshold (Isaac Lab)
 # ---------------------------------------------------------------------------------------------------------
-THRESHOLD = P(replace_rule="threshold", threshold_std=0.1, threshold_abs=0.05)
+THRESHOLD_KEYS = dict(replace_rule="threshold", threshold_std=0.1, threshold_abs=0.05)
+THRESHOLD = P(**THRESHOLD_KEYS)
 
 
 def test_threshold_underperformer_exploits_a_leader():
@@ -146,7 +148,7 @@ def test_threshold_underperformer_exploits_a_leader():
 
 def test_threshold_underperformer_without_leader_mutates():
     population = pop(5, 5, 5, 3)  # mean 4.5, std .87, A = 1: cuts (3.5, 5.5): nobody above 5.5
-    d = decide(3, population, dataclasses.replace(THRESHOLD, threshold_abs=1.0), random.Random(0))
+    d = decide(3, population, P(**{**THRESHOLD_KEYS, "threshold_abs": 1.0}), random.Random(0))
     assert d.action == "mutate" and d.leader is None
 
 

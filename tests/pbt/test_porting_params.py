@@ -13,7 +13,7 @@ from observer_harness import INTERVAL, exploits, population, run_rounds
 
 from poptrain.errors import ConfigError
 from poptrain.pbt import observer as obs_mod
-from poptrain.pbt.params import PbtParams, rule_choice
+from poptrain.pbt.params import PbtSettings, rule_choice
 from poptrain.pbt.workspace import Workspace
 from poptrain.train import CFG_DIR
 
@@ -44,29 +44,29 @@ def composed(*overrides: str):
 
 def test_an_isaac_lab_block_works_verbatim_and_selects_its_rule() -> None:
     block = yaml.safe_load(IL_BLOCK)
-    params = PbtParams.from_cfg(block, composed())
+    params = PbtSettings.from_cfg(block, composed())
     assert list(params.mutation) == [
         "train.params.config.learning_rate", "train.params.config.entropy_coef", "train.params.config.gamma",
     ]  # fmt: skip
-    assert params.replace_rule == "threshold" and (params.threshold_std, params.threshold_abs) == (0.1, 0.025)
+    assert params.replace_rule == "threshold" and (params.rule.threshold_std, params.rule.threshold_abs) == (0.1, 0.025)
     assert (params.change_min, params.change_max, params.mutation_rate) == (1.1, 2.0, 0.25)
     assert "Isaac Lab-style" in rule_choice(block)[1]
     # the rule follows the block: an explicit replace_rule wins, an IGE-style block keeps IGE's rule
-    assert PbtParams.from_cfg({**block, "replace_rule": "fraction"}).replace_rule == "fraction"
+    assert PbtSettings.from_cfg({**block, "replace_rule": "fraction"}).replace_rule == "fraction"
     ige = {k: v for k, v in block.items() if not k.startswith("threshold")} | {"replace_fraction_worst": 0.25}
-    assert PbtParams.from_cfg(ige).replace_rule == "fraction"
+    assert PbtSettings.from_cfg(ige).replace_rule == "fraction"
     assert rule_choice({"threshold_std": 0.2, "replace_fraction_best": 0.3})[0] == "fraction"
     with pytest.raises(ConfigError, match="repeats 'train.params.config.gamma'"):
-        PbtParams.from_cfg({"mutation": {"agent.params.config.gamma": "mutate_discount",
+        PbtSettings.from_cfg({"mutation": {"agent.params.config.gamma": "mutate_discount",
                                          "train.params.config.gamma": "mutate_discount"}})  # fmt: skip
 
 
 def test_presets_carry_the_references_defaults() -> None:
-    il = PbtParams.from_cfg(composed("pbt=isaaclab").pbt)
+    il = PbtSettings.from_cfg(composed("pbt=isaaclab").pbt)
     assert (il.replace_rule, il.interval_steps, il.mutation_rate, il.change_range) == (
         "threshold", 100_000, 0.25, (1.1, 2.0))  # fmt: skip
     assert (il.initial_mutation, il.start_after, il.initial_delay) == ("none", 0, 0)
-    ige = PbtParams.from_cfg(composed("pbt=isaacgymenvs").pbt)
+    ige = PbtSettings.from_cfg(composed("pbt=isaacgymenvs").pbt)
     assert (ige.replace_rule, ige.mutation_rate, ige.change_min, ige.change_max) == (
         "fraction",
         0.15,
@@ -79,14 +79,14 @@ def test_presets_carry_the_references_defaults() -> None:
         "all",
         "since_change",
     )
-    ours = PbtParams.from_cfg(composed("pbt=pbt_default").pbt)  # defaults unchanged
+    ours = PbtSettings.from_cfg(composed("pbt=pbt_default").pbt)  # defaults unchanged
     assert (ours.exploit_params, ours.initial_mutation, ours.start_after_mode) == (
         "leader",
         "except_first",
         "absolute",
     )
     with pytest.raises(ConfigError, match=r"pbt.exploit_params='both': expected one of leader, mixed"):
-        PbtParams.from_cfg({"exploit_params": "both"})
+        PbtSettings.from_cfg({"exploit_params": "both"})
 
 
 @pytest.mark.parametrize("mode, mutated", [("except_first", {1}), ("all", {0, 1}), ("none", set())])
@@ -162,9 +162,9 @@ def test_an_ige_pbt_block_loads_unchanged() -> None:
         "mutation_rate: 0.15\nchange_min: 1.1\nchange_max: 1.5\n"
         "mutation:\n  train.params.config.learning_rate: mutate_float\n  train.params.config.gamma: mutate_discount\n"
     )
-    params = PbtParams.from_cfg(block, composed())
+    params = PbtSettings.from_cfg(block, composed())
     assert params.replace_rule == "fraction" and params.mutation_rate == 0.15
     with pytest.raises(
         ConfigError, match=r"pbt.dbg_mode=True: IGE's single-policy debug mode is not supported"
     ):
-        PbtParams.from_cfg({**block, "dbg_mode": True})
+        PbtSettings.from_cfg({**block, "dbg_mode": True})

@@ -14,7 +14,7 @@ from poptrain.pbt import pb2
 from poptrain.pbt.explore import explore, perturb_value, sample_value, search_dims
 from poptrain.pbt.mutation import mutate, parse_specs
 from poptrain.pbt.noise import gate, window_stats
-from poptrain.pbt.params import PbtParams
+from poptrain.pbt.params import PbtSettings
 from poptrain.pbt.priors import dead_keys, initial_sample, warn_dead_keys
 from poptrain.pbt.selection import Decision
 
@@ -124,10 +124,10 @@ def test_resample_uses_the_prior_and_explore_is_pure():
 def test_params_require_ranges_for_the_new_strategies():
     cfg = {"explore": "perturb", "mutation": {C + "critic_coef": "mutate_float"}}
     with pytest.raises(ConfigError, match="critic_coef.*needs a declared range"):
-        PbtParams.from_cfg(cfg)
+        PbtSettings.from_cfg(cfg)
     with pytest.raises(ConfigError, match="pbt.explore='wild'"):
-        PbtParams.from_cfg({"explore": "wild"})
-    ok = PbtParams.from_cfg(
+        PbtSettings.from_cfg({"explore": "wild"})
+    ok = PbtSettings.from_cfg(
         {
             "explore": "pb2",
             "initial": "sample",

@@ -10,11 +10,12 @@ from types import SimpleNamespace
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
+from observer_harness import fresh_observer
 from omegaconf import OmegaConf
 
 from poptrain.pbt import observer as obs_mod
 from poptrain.pbt import search
-from poptrain.pbt.params import PbtParams
+from poptrain.pbt.params import PbtSettings
 from poptrain.pbt.priors import initial_sample
 from poptrain.pbt.selection import Decision
 from poptrain.pbt.workspace import Workspace
@@ -43,7 +44,7 @@ def _compose(tmp_path, *overrides: str):
 def test_initial_sample_is_applied_once_and_dead_keys_warn(tmp_path, caplog):
     search._WARNED.clear()
     cfg = _compose(tmp_path, "pbt.policy_idx=2")
-    params = PbtParams.from_cfg(cfg.pbt, cfg)
+    params = PbtSettings.from_cfg(cfg.pbt, cfg)
     dead = search.dead_set(params, cfg)
     assert dead == {C + "learning_rate"}  # AcrobotHardPPO's adaptive lr schedule overwrites it every epoch
     expected = initial_sample(search.dims(params, dead), 4, 0)[1]  # member 2 = row 1
@@ -66,14 +67,12 @@ def test_initial_sample_is_applied_once_and_dead_keys_warn(tmp_path, caplog):
 
 def test_metadata_carries_the_error_bar_and_status_shows_it(tmp_path):
     cfg = _compose(tmp_path, "pbt.policy_idx=0", "pbt.objective_window=4")
-    obs_mod._START = obs_mod.StartInfo()
-    o = obs_mod.PbtAlgoObserver(cfg)
+    o = fresh_observer(cfg)
     o.after_init(SimpleNamespace(num_actors=8, writer=None, frame=0, current_rewards=torch.zeros(8, 1)))
     success = torch.tensor([1.0, 1, 1, 0, 0, 0, 0, 0])
     o.process_infos({"true_objective": success}, torch.arange(8).reshape(-1, 1))
-    o._flush_pending()
     o.algo = SimpleNamespace(epoch_num=3, experiment_name="m0", experiment_dir=str(tmp_path / "m0"))
-    meta = o._meta(1000, o.objective())
+    meta = o.metadata(1000, o.objective())
     assert meta.extra["objective_n"] == 8 and meta.extra["objective_window"] == 8
     assert (
         meta.extra["objective_se"] == pytest.approx((3 / 8 * 5 / 8 / 8) ** 0.5)
@@ -87,7 +86,7 @@ def test_metadata_carries_the_error_bar_and_status_shows_it(tmp_path):
 
 def test_noise_gate_reads_the_members_errors(meta_factory):
     make_meta = meta_factory
-    params = PbtParams.from_cfg({"noise_z": 2.0})
+    params = PbtSettings.from_cfg({"noise_z": 2.0})
     pop = {
         0: make_meta(0, objective=0.50, extra={"objective_se": 0.03}),
         1: make_meta(1, objective=0.60, extra={"objective_se": 0.04}),
@@ -98,7 +97,7 @@ def test_noise_gate_reads_the_members_errors(meta_factory):
     for forged in (-1.0, "0.01", float("inf"), True):  # untrusted metadata: an unusable error is unknown
         pop[9] = make_meta(9, objective=0.60, extra={"objective_se": forged})
         assert search.noise_gate(Decision("exploit", 9, "r"), 0, pop, params).action == "exploit"
-    off = PbtParams.from_cfg({"noise_z": 0.0})
+    off = PbtSettings.from_cfg({"noise_z": 0.0})
     assert search.noise_gate(Decision("exploit", 1, "r"), 0, pop, off).action == "exploit"
 
 
@@ -106,7 +105,7 @@ def test_pb2_explore_from_workspace_history(tmp_path, meta_factory):
     """Members whose objective rose fastest had a high entropy_coef: PB2's choice follows them."""
     make_meta = meta_factory
     spec = {C + "entropy_coef": {"op": "mutate_float", "min": 0.0, "max": 0.1}}
-    params = PbtParams.from_cfg({"explore": "pb2", "pb2_kappa": 0.5, "num_policies": 3, "mutation": spec})
+    params = PbtSettings.from_cfg({"explore": "pb2", "pb2_kappa": 0.5, "num_policies": 3, "mutation": spec})
     ws = Workspace(tmp_path / "ws")
     for member, ent, rate in ((0, 0.03, 0.1), (1, 1e-4, 0.0), (2, 1e-3, 0.02)):
         for it in range(1, 7):

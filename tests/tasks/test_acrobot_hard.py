@@ -14,7 +14,7 @@ from omegaconf import OmegaConf
 from poptrain import train
 from poptrain.experiments.acrobot_pbt import member_overrides
 from poptrain.pbt.explore import search_dims
-from poptrain.pbt.params import PbtParams
+from poptrain.pbt.params import PbtSettings
 from poptrain.pbt.priors import initial_sample
 from poptrain.tasks import make_task
 
@@ -75,7 +75,7 @@ def test_showcase_population_uses_the_hard_task_and_an_honest_entropy_prior():
     0 .. 0.1 (log space from 1e-4), and a Latin hypercube initial population puts one member in each decade."""
     cfg = _compose([*member_overrides(), "pbt.policy_idx=1", "pbt.initial=sample"])
     assert cfg.task.env.maxTorque == 0.4 and cfg.train.params.config.entropy_coef == 0.0
-    params = PbtParams.from_cfg(OmegaConf.to_container(cfg.pbt, resolve=True), OmegaConf.to_container(cfg))
+    params = PbtSettings.from_cfg(OmegaConf.to_container(cfg.pbt, resolve=True), OmegaConf.to_container(cfg))
     spec = params.mutation[ENTROPY]
     assert (spec.min, spec.max, spec.zero) == (0.0, 0.1, None)
     (dim,) = [d for d in search_dims(params.mutation)[0] if d.key == ENTROPY]

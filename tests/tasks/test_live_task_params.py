@@ -185,7 +185,7 @@ def test_the_engine_treats_declared_task_keys_as_live_on_a_real_agent(agent):
 def test_env_mutation_sets_are_entirely_live_so_they_never_restart(task, mutation, tmp_path):
     from types import SimpleNamespace
 
-    from poptrain.pbt.params import PbtParams
+    from poptrain.pbt.params import PbtSettings
     from poptrain.rlg import TaskVecEnv
     from poptrain.train import task_factory
 
@@ -200,7 +200,7 @@ def test_env_mutation_sets_are_entirely_live_so_they_never_restart(task, mutatio
                 f"train_dir={tmp_path}",
             ],
         )
-    params = PbtParams.from_cfg(cfg.pbt, cfg)  # every key exists in the composed config
+    params = PbtSettings.from_cfg(cfg.pbt, cfg)  # every key exists in the composed config
     algo = SimpleNamespace(vec_env=TaskVecEnv(task_factory(cfg)()), config={"lr_schedule": "adaptive"})
     assert any(k.startswith("task.env.") for k in params.mutation)
     assert live.all_live(list(params.mutation), algo), [
@@ -210,5 +210,5 @@ def test_env_mutation_sets_are_entirely_live_so_they_never_restart(task, mutatio
         restart_cfg = compose(
             config_name="config", overrides=["task=Cartpole", "pbt=pbt_default", "pbt/mutation=task_only"]
         )
-    (key,) = PbtParams.from_cfg(restart_cfg.pbt, restart_cfg).mutation
+    (key,) = PbtSettings.from_cfg(restart_cfg.pbt, restart_cfg).mutation
     assert not live.is_live(key, SimpleNamespace(vec_env=TaskVecEnv(task_factory(restart_cfg)())))

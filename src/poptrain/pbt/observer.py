@@ -13,9 +13,11 @@ A change whose parameters can all change live (``poptrain.pbt.live``) is applied
 an epoch boundary: the next rollout already uses the new weights). Otherwise the member restarts itself
 with os.execv, new values as Hydra overrides, the copied checkpoint and its own frame/epoch counters.
 
-``initial_pbt_check(cfg)`` runs before the rl_games Runner is built: it claims the member slot, resumes a
-member that was started again (crash, SLURM requeue) from its newest checkpoint, and at a member's very
-first start (except member 0) mutates its initial hyperparameters in the config (exactly once).
+``initial_pbt_check(cfg, settings, workspace)`` runs before the rl_games Runner is built: it claims the member
+slot, resumes a member that was started again (crash, SLURM requeue) from its newest checkpoint, and at a
+member's very first start (except member 0) mutates its initial hyperparameters in the config (exactly once).
+It returns what it decided, a ``StartInfo``, which the observer takes explicitly:
+``PbtAlgoObserver(cfg, settings, workspace, start)``; ``member_observer(cfg)`` does both steps.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from collections import deque
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -44,9 +46,9 @@ from poptrain.checkpoints import atomic_torch_save
 from poptrain.errors import ConfigError, WorkspaceError
 from poptrain.pbt import live, search
 from poptrain.pbt.mutation import mutate
-from poptrain.pbt.params import PbtParams, rule_choice
+from poptrain.pbt.params import PbtSettings, rule_choice
 from poptrain.pbt.restart import pop_restart_state, restart_argv, restart_process
-from poptrain.pbt.selection import candidates_from_metas, decide, population_counts
+from poptrain.pbt.selection import Candidate, Decision, candidates_from_metas, decide, population_counts
 from poptrain.pbt.selection import rank as rank_candidates
 from poptrain.pbt.workspace import MemberMeta, Workspace
 from poptrain.untrusted import is_number, safe_params, shown
@@ -56,7 +58,8 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class StartInfo:
-    """How this member process started (module state shared by initial_pbt_check and the observer)."""
+    """How this member process started: ``initial_pbt_check`` returns it, the observer takes it. An os.execv
+    restart carries it over as ``restart_state()`` and the new process reads it back with ``from_restart_state``."""
 
     kind: str = "fresh"  # fresh | restart | resume
     iteration: int = 0
@@ -71,8 +74,30 @@ class StartInfo:
     process_s: float = 0.0  # wall time of earlier processes of this member (after_init to restart)
     finished: MemberMeta | None = None  # set when the member had already finished: nothing left to train
 
+    def restart_state(self) -> dict[str, Any]:
+        """The fields a restarted process carries over (JSON-plain; the claim and ``finished`` stay behind)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name in _RESTART_FIELDS}
 
-_START = StartInfo()
+    @classmethod
+    def from_restart_state(cls, state: Mapping[str, Any], claim_token: str) -> StartInfo:
+        """The StartInfo of a restarted process from its parent's ``restart_state()`` (kind ``restart``)."""
+        start = cls(kind="restart", claim_token=claim_token)
+        for name in _RESTART_FIELDS:
+            if name not in state:
+                continue
+            default, value = getattr(start, name), state[name]
+            # typed like the field's default: the state arrives through an environment variable as JSON
+            if name in ("parent", "decision_time") or value is None:
+                setattr(start, name, value)
+            else:
+                setattr(start, name, type(default)(value))
+        return start
+
+
+_RESTART_FIELDS = (
+    "iteration", "restarts", "exploits", "parent", "decision_time", "event", "objective", "bookkeeping_s",
+    "process_s",
+)  # fmt: skip
 
 
 def current_overrides() -> list[str]:
@@ -88,11 +113,11 @@ def current_overrides() -> list[str]:
     return [*overrides.task, *run_dir]
 
 
-def workspace_for(cfg: DictConfig, params: PbtParams) -> Workspace:
+def workspace_for(cfg: DictConfig, settings: PbtSettings) -> Workspace:
     return Workspace(
-        params.workspace_root(str(cfg.train_dir)),
-        stale_after_s=float(params.stale_after_s),
-        stale_interval_factor=float(params.stale_interval_factor),
+        settings.workspace_root(str(cfg.train_dir)),
+        stale_after_s=float(settings.stale_after_s),
+        stale_interval_factor=float(settings.stale_interval_factor),
     )
 
 
@@ -105,55 +130,43 @@ def _rng(cfg: DictConfig, member: int, *salt: Any) -> random.Random:
     return random.Random("-".join(str(s) for s in (cfg.seed, member, *salt)))
 
 
-def initial_pbt_check(cfg: DictConfig) -> StartInfo:
-    """Claim the slot; resume, continue a restart, or (first start, member != 0) mutate initial params."""
-    global _START
-    params = PbtParams.from_cfg(cfg.pbt, cfg)
+def initial_pbt_check(
+    cfg: DictConfig, params: PbtSettings | None = None, ws: Workspace | None = None
+) -> StartInfo:
+    """Claim the slot; resume, continue a restart, or (first start, member != 0) mutate initial params.
+    Returns how this member starts (``params``/``ws``: built from ``cfg`` when not given)."""
+    params = params or PbtSettings.from_cfg(cfg.pbt, cfg)
     member = int(params.policy_idx)
-    ws = workspace_for(cfg, params)
+    ws = ws or workspace_for(cfg, params)
     ws.ensure_population(int(params.num_policies))
     token = ws.claim(member, int(params.num_policies))
     # the slot is ours now (claims are exclusive): temp files in it are leftovers of an earlier process of this
     # member killed mid-write (SIGKILL, OOM, preemption), never another writer's
     ws.remove_temp_files(member)
     keys = list(params.mutation)
-    _START = StartInfo(claim_token=token)
     search.warn_dead_keys(params, cfg)
 
     restart_state = pop_restart_state()
     if restart_state is not None:
-        _START = StartInfo(
-            claim_token=token,
-            kind="restart",
-            iteration=int(restart_state.get("iteration", 0)),
-            restarts=int(restart_state.get("restarts", 0)),
-            exploits=int(restart_state.get("exploits", 0)),
-            parent=restart_state.get("parent"),
-            decision_time=restart_state.get("decision_time"),
-            event=str(restart_state.get("event", "")),
-            objective=float(restart_state.get("objective", math.nan)),
-            bookkeeping_s=float(restart_state.get("bookkeeping_s", 0.0)),
-            process_s=float(restart_state.get("process_s", 0.0)),
-        )
-        return _START
+        return StartInfo.from_restart_state(restart_state, token)
 
     latest = _resume_point(ws, member) if not cfg.checkpoint else ws.latest(member)
     newest = ws.latest(member) if latest is None else None
     if newest is not None:  # metadata but no loadable checkpoint: from scratch, honestly recorded
         apply_params(cfg, {k: v for k, v in newest.params.items() if k in keys})
-        _START = StartInfo(claim_token=token, kind="scratch", iteration=newest.iteration,
-                           restarts=newest.restarts, exploits=newest.exploits)
+        start = StartInfo(claim_token=token, kind="scratch", iteration=newest.iteration,
+                          restarts=newest.restarts, exploits=newest.exploits)
         ws.append_lineage(
             "resume", member, source=None, source_iteration=None, iteration=newest.iteration, frames=0,
             old_params=newest.params, new_params=newest.params, changed=[], mode="from_scratch", checkpoint="",
         )
-        return _START
+        return start
     if latest is not None:
         apply_params(cfg, {k: v for k, v in latest.params.items() if k in keys})
         ckpt = ws.member_dir(member) / latest.checkpoint
         if not cfg.checkpoint:
             cfg.checkpoint = str(ckpt)
-        _START = StartInfo(
+        start = StartInfo(
             claim_token=token,
             kind="resume",
             iteration=latest.iteration,
@@ -177,13 +190,13 @@ def initial_pbt_check(cfg: DictConfig) -> StartInfo:
         if latest.finished:
             # started again after its end (a launcher restarted, a kill after the final write): training on would
             # overshoot the member's frame budget by at least one epoch
-            _START.finished = latest
+            start.finished = latest
             ws.release_claim(member, token)
             log.info("PBT member %d had already finished at iteration %d (%d frames); nothing to train",
                      member, latest.iteration, latest.frames)
-            return _START
+            return start
         log.info("PBT member %d resumes from iteration %d (%s)", member, latest.iteration, cfg.checkpoint)
-        return _START
+        return start
 
     earlier = [e for e in ws.read_lineage() if e.get("member") == member and e.get("event") == "mutate"]
     if earlier:  # crashed before its first checkpoint: re-apply the initial mutation, never draw a new one
@@ -204,7 +217,7 @@ def initial_pbt_check(cfg: DictConfig) -> StartInfo:
             "mutate", member, source=None, source_iteration=None, iteration=0, frames=0,
             old_params=old, new_params=new, changed=changed, mode=mode,
         )
-    return _START
+    return StartInfo(claim_token=token)
 
 
 def _mutates_initially(mode: str, member: int) -> bool:
@@ -274,29 +287,29 @@ def _lookup(infos: Any, dotted: str) -> Any:
 
 
 class PbtAlgoObserver(AlgoObserver):
-    """See the module docstring."""
+    """See the module docstring. ``start``: what ``initial_pbt_check`` decided (``StartInfo()``: a fresh start
+    without a claim); ``cfg`` already carries its changes (resumed or initially mutated hyperparameters)."""
 
-    def __init__(self, cfg: DictConfig):
+    def __init__(self, cfg: DictConfig, settings: PbtSettings, workspace: Workspace, start: StartInfo):
         super().__init__()
         self.cfg = cfg
-        self.p = PbtParams.from_cfg(cfg.pbt, cfg)
-        self.member = int(self.p.policy_idx)
-        self.ws = workspace_for(cfg, self.p)
-        self.keys = list(self.p.mutation)
-        self.dead = search.dead_set(self.p, cfg)  # keys the training loop overwrites: never re-applied live
-        self.params = self.p.initial_params(cfg)
+        self.settings = settings
+        self.member = int(settings.policy_idx)
+        self.ws = workspace
+        self.keys = list(settings.mutation)
+        self.dead = search.dead_set(settings, cfg)  # keys the training loop overwrites: never re-applied live
+        self.params = settings.initial_params(cfg)  # hyperparameter values (settings: how PBT runs)
         _, why = rule_choice(cfg.pbt)
-        log.info("PBT member %d: replace_rule=%s (%s)", self.member, self.p.replace_rule, why)
+        log.info("PBT member %d: replace_rule=%s (%s)", self.member, settings.replace_rule, why)
         self.changed_at_frame: int | None = None  # frames at the last (re)start, exploit or own mutation
         self.overrides = current_overrides()
-        start = _START
         self.iteration, self.restarts, self.exploits = start.iteration, start.restarts, start.exploits
         self.parent = start.parent
-        self._start = start
+        self.start = start  # what start-up decided (decision_time is cleared once the restart is logged)
         self.already_finished = start.finished  # run_training returns this member's final result, trains nothing
-        self.window: deque[float] = deque(maxlen=int(self.p.objective_window))
+        self.window: deque[float] = deque(maxlen=int(self.settings.objective_window))
         self._pending: list[torch.Tensor] = []
-        self._nonfinite = 0
+        self.nonfinite_objectives = 0
         self.next_frame: int | None = None
         self.algo: Any = None
         self.writer: Any = None
@@ -331,7 +344,7 @@ class PbtAlgoObserver(AlgoObserver):
 
     def process_infos(self, infos: Any, done_indices: torch.Tensor) -> None:
         t0 = time.perf_counter()
-        if self._start.decision_time is not None:
+        if self.start.decision_time is not None:
             self._log_restart_latency()
         if done_indices.numel():
             ids = done_indices.reshape(-1)
@@ -342,12 +355,12 @@ class PbtAlgoObserver(AlgoObserver):
         t0 = time.perf_counter()
         self._flush_pending()
         frames = int(self.algo.frame)
-        interval = int(self.p.interval_steps)
+        interval = int(self.settings.interval_steps)
         if self.changed_at_frame is None:
             self.changed_at_frame = frames  # this process' start (fresh, restart or resume)
         if self.next_frame is None:
             # first epoch of this process (fresh, or restored at a later frame count): next mark strictly ahead
-            self.next_frame = max(int(self.p.start_after), (frames // interval + 1) * interval)
+            self.next_frame = max(int(self.settings.start_after), (frames // interval + 1) * interval)
         if frames >= self.next_frame:
             self.next_frame = (frames // interval + 1) * interval
             self._pbt_iteration(frames, t0)
@@ -355,7 +368,7 @@ class PbtAlgoObserver(AlgoObserver):
 
     # ---- objective ---------------------------------------------------------------------------------
     def _objective_values(self, infos: Any, ids: torch.Tensor) -> torch.Tensor:
-        key = str(self.p.objective or "")
+        key = str(self.settings.objective or "")
         if key:
             value = _lookup(infos, key)
             if value is None:
@@ -378,7 +391,7 @@ class PbtAlgoObserver(AlgoObserver):
         values = torch.cat([v.cpu() for v in self._pending]).tolist()
         self._pending.clear()
         finite = [v for v in values if math.isfinite(v)]
-        self._nonfinite += len(values) - len(finite)
+        self.nonfinite_objectives += len(values) - len(finite)
         self.window.extend(finite)
 
     def process_s(self) -> float:
@@ -387,9 +400,12 @@ class PbtAlgoObserver(AlgoObserver):
 
     def objective_stats(self) -> search.WindowStats:
         """The window's mean, standard error and size (noise-aware selection; status shows them)."""
+        self._flush_pending()
         return search.window_stats(list(self.window))
 
     def objective(self) -> float:
+        """Mean of the window (every episode finished so far included), else the carried objective."""
+        self._flush_pending()
         if self.window:
             return float(sum(self.window) / len(self.window))
         return self.carried_objective
@@ -400,7 +416,8 @@ class PbtAlgoObserver(AlgoObserver):
         state.pop("env_state", None)
         return state
 
-    def _meta(self, frames: int, objective: float, finished: bool = False) -> MemberMeta:
+    def metadata(self, frames: int, objective: float, finished: bool = False) -> MemberMeta:
+        """The metadata this member writes at ``frames`` (its workspace record of this iteration)."""
         return MemberMeta(
             member=self.member,
             iteration=self.iteration,
@@ -412,7 +429,7 @@ class PbtAlgoObserver(AlgoObserver):
             experiment=str(self.algo.experiment_name),
             experiment_dir=str(self.algo.experiment_dir),
             time=self.clock(),
-            num_policies=int(self.p.num_policies),
+            num_policies=int(self.settings.num_policies),
             parent=self.parent,
             restarts=self.restarts,
             exploits=self.exploits,
@@ -420,13 +437,13 @@ class PbtAlgoObserver(AlgoObserver):
             finished=finished,
             extra={
                 **search.meta_extra(self.objective_stats(), self.window.maxlen),
-                "nonfinite_objectives": self._nonfinite,
+                "nonfinite_objectives": self.nonfinite_objectives,
                 "bookkeeping_s": round(self.bookkeeping_s, 6),
                 "process_s": round(self.process_s(), 6),
                 "interval_s": round(self.interval_s, 3),
                 # iterations in a row without a possible decision, as of the previous iteration (poptrain status)
                 "waiting": {
-                    "iterations": self.waiting, "warn_after": int(self.p.waiting_warn_after), **self.waiting_counts
+                    "iterations": self.waiting, "warn_after": int(self.settings.waiting_warn_after), **self.waiting_counts
                 },
             },
         )
@@ -434,17 +451,17 @@ class PbtAlgoObserver(AlgoObserver):
     def _pbt_iteration(self, frames: int, t0: float) -> None:
         objective = self.objective()
         self.last_objective = objective
-        grace = int(self.p.objective_grace_steps)
+        grace = int(self.settings.objective_grace_steps)
         if not math.isfinite(objective) and grace and frames >= grace:
-            what = self.p.objective or "true_objective / episode return"
+            what = self.settings.objective or "true_objective / episode return"
             raise ConfigError(
                 f"PBT objective ({what}) produced no finite value in {frames} frames "
-                f"(grace period pbt.objective_grace_steps={grace}); {self._nonfinite} non-finite values seen"
+                f"(grace period pbt.objective_grace_steps={grace}); {self.nonfinite_objectives} non-finite values seen"
             )
         self.iteration += 1
         self.interval_s = self._interval_duration()
         try:
-            self.ws.write_checkpoint(self._meta(frames, objective), self._state(), self._start.claim_token)
+            self.ws.write_checkpoint(self.metadata(frames, objective), self._state(), self.start.claim_token)
         except WorkspaceError as exc:
             if not isinstance(exc.__cause__, OSError):
                 raise  # e.g. the claim was taken over: this process must stop writing as this member
@@ -458,28 +475,32 @@ class PbtAlgoObserver(AlgoObserver):
         self._last_write = now
         population = self.ws.read_population(now=now, include_stale=True)  # selection judges staleness
         candidates = candidates_from_metas(population.values(), now)
-        ranked = rank_candidates(candidates, self.p)
+        ranked = rank_candidates(candidates, self.settings)
         rank = next((i for i, c in enumerate(ranked) if c.member == self.member), -1)
         self._scalar("pbt/objective", objective, frames)
         self._scalar("pbt/rank", rank, frames)
         self._scalar("pbt/restarts", self.restarts, frames)
         self._scalar("pbt/exploits", self.exploits, frames)
 
-        if frames < int(self.p.initial_delay) or self._budget_spent(frames) or self._settling(frames):
-            self.ws.cleanup(self.member, keep_last=int(self.p.keep_checkpoints))
+        if frames < int(self.settings.initial_delay) or self._budget_spent(frames) or self._settling(frames):
+            self.ws.cleanup(self.member, keep_last=int(self.settings.keep_checkpoints))
             return
-        decision = decide(self.member, candidates, self.p, _rng(self.cfg, self.member, "decide", self.iteration))
-        self._track_waiting(decision.waiting, population_counts(candidates, self.p), frames)
-        decision = search.noise_gate(decision, self.member, population, self.p)
+        decision = self.decide(candidates)
+        self._track_waiting(decision.waiting, population_counts(candidates, self.settings), frames)
+        decision = search.noise_gate(decision, self.member, population, self.settings)
         log.info(
             "PBT member %d iteration %d frames %d objective %.3f rank %d/%d: %s %s",
             self.member, self.iteration, frames, objective, rank, len(ranked), decision.action, decision.reason,
         )
         if decision.action == "exploit" and decision.leader is not None and decision.leader in population:
-            self._exploit(population[decision.leader], frames)
+            self.exploit(population[decision.leader], frames)
         elif decision.action == "mutate":
-            self._mutate_own(frames)
-        self.ws.cleanup(self.member, keep_last=int(self.p.keep_checkpoints))
+            self.mutate_own(frames)
+        self.ws.cleanup(self.member, keep_last=int(self.settings.keep_checkpoints))
+
+    def decide(self, candidates: list[Candidate]) -> Decision:
+        """Keep, mutate or exploit at this iteration under ``settings.replace_rule`` (seeded per iteration)."""
+        return decide(self.member, candidates, self.settings, _rng(self.cfg, self.member, "decide", self.iteration))
 
     def _interval_duration(self) -> float:
         """Wall seconds since this member's previous metadata write (across an os.execv restart: the
@@ -488,7 +509,7 @@ class PbtAlgoObserver(AlgoObserver):
         now = self.clock()
         if self._last_write is not None:
             return max(0.0, now - self._last_write)
-        previous = self.ws.latest(self.member) if self._start.kind == "restart" else None
+        previous = self.ws.latest(self.member) if self.start.kind == "restart" else None
         if previous is not None and previous.time <= now:
             return now - previous.time
         return max(0.0, now - self._t_init_wall)
@@ -499,26 +520,26 @@ class PbtAlgoObserver(AlgoObserver):
         self.waiting_counts = dict(counts) if waiting else {}
         self._scalar("pbt/waiting_iterations", self.waiting, frames)
         self._scalar("pbt/valid_members", counts["valid"], frames)
-        every = int(self.p.waiting_warn_after)
+        every = int(self.settings.waiting_warn_after)
         if self.waiting and self.waiting % every == 0:
             log.warning(
                 "PBT member %d: no PBT decision possible for %d iterations in a row: %d of %d members valid, "
                 "%d missing (not started or not yet past start_after), %d stale (older than "
                 "max(stale_after_s=%g, %g x own interval)), %d without an objective yet",
-                self.member, self.waiting, counts["valid"], int(self.p.num_policies), counts["missing"],
-                counts["stale"], float(self.p.stale_after_s), float(self.p.stale_interval_factor),
+                self.member, self.waiting, counts["valid"], int(self.settings.num_policies), counts["missing"],
+                counts["stale"], float(self.settings.stale_after_s), float(self.settings.stale_interval_factor),
                 counts["no_objective"],
             )
 
     def _settling(self, frames: int) -> bool:
         """start_after_mode=since_change: fewer than start_after frames since the last change (IGE)."""
-        if self.p.start_after_mode != "since_change" or self.changed_at_frame is None:
+        if self.settings.start_after_mode != "since_change" or self.changed_at_frame is None:
             return False
         since = frames - self.changed_at_frame
-        if since < int(self.p.start_after):
+        if since < int(self.settings.start_after):
             log.info(
                 "PBT member %d: settling, %d frames since its last (re)start/exploit < start_after=%d; no decision",
-                self.member, since, int(self.p.start_after),
+                self.member, since, int(self.settings.start_after),
             )
             return True
         return False
@@ -532,11 +553,13 @@ class PbtAlgoObserver(AlgoObserver):
 
     def _mutated(self, base: Mapping[str, Any], salt: str) -> tuple[dict[str, Any], list[str]]:
         rng = _rng(self.cfg, self.member, salt, self.iteration)
-        if self.p.explore != "mutate":  # issue 14: perturb | resample | pb2 (pbt/search.py)
-            return search.explore_member(base, self.p, rng, self.ws, self.member, self.iteration, self.dead)
-        return mutate(dict(base), self.p.mutation, rng, self.p.mutation_rate, self.p.change_min, self.p.change_max)
+        if self.settings.explore != "mutate":  # issue 14: perturb | resample | pb2 (pbt/search.py)
+            return search.explore_member(base, self.settings, rng, self.ws, self.member, self.iteration, self.dead)
+        return mutate(dict(base), self.settings.mutation, rng, self.settings.mutation_rate, self.settings.change_min, self.settings.change_max)
 
-    def _exploit(self, leader: MemberMeta, frames: int) -> None:
+    def exploit(self, leader: MemberMeta, frames: int) -> None:
+        """Copy ``leader``'s weights and explore from its params (hot swap when every change is live, else
+        an os.execv restart)."""
         decision_time = time.time()
         try:
             state = self.ws.load_state(leader)
@@ -545,7 +568,7 @@ class PbtAlgoObserver(AlgoObserver):
             return
         old = dict(self.params)
         base = self._leader_params(leader)
-        if self.p.exploit_params == "mixed":  # IGE: the leader's or its own params, probability 1/2 each
+        if self.settings.exploit_params == "mixed":  # IGE: the leader's or its own params, probability 1/2 each
             if _rng(self.cfg, self.member, "exploit_base", self.iteration).random() >= 0.5:
                 base = old
         new, changed = self._mutated(base, "exploit")
@@ -588,7 +611,8 @@ class PbtAlgoObserver(AlgoObserver):
             log.warning("%s: ignoring non-numeric values of %s", where, [shown(k) for k in bad])
         return {**self.params, **{k: v for k, v in theirs.items() if k not in bad}}
 
-    def _mutate_own(self, frames: int) -> None:
+    def mutate_own(self, frames: int) -> None:
+        """Explore from its own params, keeping its own weights (hot swap or restart, as ``exploit``)."""
         decision_time = time.time()
         old = dict(self.params)
         new, changed = self._mutated(old, "mutate")
@@ -618,19 +642,16 @@ class PbtAlgoObserver(AlgoObserver):
         atomic_torch_save(state, path)
         self.restarts += 1
         argv = restart_argv(self.overrides, {**new, "checkpoint": str(path)})
-        restart_process(
-            argv,
-            {
-                "iteration": self.iteration, "restarts": self.restarts, "exploits": self.exploits,
-                "parent": self.parent, "decision_time": decision_time, "event": event, "objective": objective,
-                "bookkeeping_s": self.bookkeeping_s, "process_s": self.process_s(),
-            },
-            self.writer,
-        )
+        carried = StartInfo(
+            kind="restart", iteration=self.iteration, restarts=self.restarts, exploits=self.exploits,
+            parent=self.parent, decision_time=decision_time, event=event, objective=objective,
+            bookkeeping_s=self.bookkeeping_s, process_s=self.process_s(),
+        )  # fmt: skip
+        restart_process(argv, carried.restart_state(), self.writer)
 
     def _log_restart_latency(self) -> None:
         """First env step after an os.execv restart: record the restart and its latency."""
-        start = self._start
+        start = self.start
         latency = time.time() - float(start.decision_time or time.time())
         start.decision_time = None
         self.ws.append_lineage(
@@ -654,11 +675,11 @@ class PbtAlgoObserver(AlgoObserver):
         self.iteration += 1
         frames = int(self.algo.frame)
         self.ws.write_checkpoint(
-            self._meta(frames, self.objective(), finished=True), self._state(), self._start.claim_token
+            self.metadata(frames, self.objective(), finished=True), self._state(), self.start.claim_token
         )
         self.export_best()
-        if self._start.claim_token:
-            self.ws.release_claim(self.member, self._start.claim_token)
+        if self.start.claim_token:
+            self.ws.release_claim(self.member, self.start.claim_token)
 
     def export_best(self) -> None:
         """Copy the best member's newest checkpoint + its full config into best/ (under a file lock).
@@ -687,6 +708,18 @@ class PbtAlgoObserver(AlgoObserver):
                 return
             log.info("PBT best member %d (objective %.3f) exported to %s", best.member, best.objective,
                      Path(self.ws.root) / "best")
+
+
+_Observer = TypeVar("_Observer", bound=PbtAlgoObserver)
+
+
+def member_observer(cfg: DictConfig, cls: type[_Observer] = PbtAlgoObserver) -> _Observer:  # type: ignore[assignment]
+    """Start-up then the observer: settings from ``cfg``, ``initial_pbt_check`` (claim, resume or initial
+    mutation, which may change ``cfg``), and the observer (``cls``: PbtAlgoObserver or a subclass) built from it."""
+    settings = PbtSettings.from_cfg(cfg.pbt, cfg)
+    ws = workspace_for(cfg, settings)
+    start = initial_pbt_check(cfg, settings, ws)
+    return cls(cfg, settings, ws, start)
 
 
 #: errnos of flock() on a file system without locks (Lustre mounted without -o flock, some NFS setups)

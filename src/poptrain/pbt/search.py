@@ -16,7 +16,7 @@ from typing import Any
 from poptrain.pbt import pb2
 from poptrain.pbt.explore import Dim, explore, search_dims
 from poptrain.pbt.noise import WindowStats, gate, window_stats
-from poptrain.pbt.params import PbtParams
+from poptrain.pbt.params import PbtSettings
 from poptrain.pbt.priors import dead_keys, initial_sample
 from poptrain.pbt.priors import warn_dead_keys as _warn_dead_keys
 from poptrain.pbt.selection import Decision
@@ -28,15 +28,15 @@ log = logging.getLogger(__name__)
 _WARNED: set[str] = set()
 
 
-def dims(params: PbtParams, dead: frozenset[str] | set[str] = frozenset()) -> list[Dim]:
+def dims(params: PbtSettings, dead: frozenset[str] | set[str] = frozenset()) -> list[Dim]:
     """The searched keys' spaces, without ``dead`` keys (they keep their value: see ``dead_set``)."""
     found, problems = search_dims(params.mutation)
-    if problems:  # PbtParams.from_cfg reports these for explore != mutate / initial = sample
+    if problems:  # PbtSettings.from_cfg reports these for explore != mutate / initial = sample
         raise ValueError("; ".join(problems))
     return [d for d in found if d.key not in dead]
 
 
-def dead_set(params: PbtParams, cfg: Any) -> frozenset[str]:
+def dead_set(params: PbtSettings, cfg: Any) -> frozenset[str]:
     """Mutated keys the training loop overwrites (``priors.dead_keys``). The new strategies (perturb, resample,
     pb2, the initial sample) leave them at their value, and a hot swap never re-applies them: re-applying
     learning_rate under the adaptive schedule would knock the rate the schedule adapted (up to 1e-2) back to
@@ -48,7 +48,7 @@ def dead_set(params: PbtParams, cfg: Any) -> frozenset[str]:
     return frozenset(key for key, _ in dead_keys(list(params.mutation), train_config))
 
 
-def warn_dead_keys(params: PbtParams, cfg: Any) -> None:
+def warn_dead_keys(params: PbtSettings, cfg: Any) -> None:
     """Warn once per process for each mutated key that cannot act (poptrain.pbt.priors.dead_keys)."""
     try:
         train_config = cfg.train.params.config
@@ -60,7 +60,7 @@ def warn_dead_keys(params: PbtParams, cfg: Any) -> None:
 
 
 def initial_values(
-    params: PbtParams, old: Mapping[str, Any], dead: frozenset[str] = frozenset()
+    params: PbtSettings, old: Mapping[str, Any], dead: frozenset[str] = frozenset()
 ) -> dict[str, Any]:
     """Member ``policy_idx``'s initial values: its row of the population's Latin hypercube (member 0: ``old``)."""
     member = int(params.policy_idx)
@@ -90,7 +90,7 @@ def _se(meta: Any) -> float:
     return float(value) if math.isfinite(value) and value >= 0 else math.nan  # workspace data is untrusted
 
 
-def noise_gate(decision: Decision, member: int, population: Mapping[int, Any], params: PbtParams) -> Decision:
+def noise_gate(decision: Decision, member: int, population: Mapping[int, Any], params: PbtSettings) -> Decision:
     """``noise.gate`` with the own and leader objectives and errors from the population's metadata."""
     if params.noise_z <= 0 or decision.action != "exploit" or decision.leader is None:
         return decision
@@ -104,7 +104,7 @@ def noise_gate(decision: Decision, member: int, population: Mapping[int, Any], p
 
 def explore_member(
     base: Mapping[str, Any],
-    params: PbtParams,
+    params: PbtSettings,
     rng: random.Random,
     ws: Any,
     member: int,

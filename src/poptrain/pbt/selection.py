@@ -6,7 +6,8 @@ hour-long intervals a peer written 40 minutes ago is on time, not stale). NaN ob
 members absent from the table never rank as leaders. Ranking is best-first by objective; ties go to the
 lower member index, so every decision is deterministic given the injected ``rng`` (used only to draw a leader).
 
-Rules (``PbtParams.replace_rule``):
+Rules (``PbtSettings.replace_rule``; registry ``RULES``: a new rule is one function plus its settings dataclass,
+registered there; its settings' fields become flat ``pbt.*`` config keys, default/bounds/doc included):
 
 - ``fraction`` (IsaacGymEnvs): the N = ``num_policies`` slots are ranked, absent/invalid members last. Nothing
   happens until more than ``max(2, N // 2)`` members are valid. The worst ``ceil(replace_fraction_worst * N)``
@@ -30,11 +31,14 @@ from __future__ import annotations
 import math
 import random
 import statistics
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from poptrain.pbt.params import PbtParams
+from poptrain.pbt.fields import setting
+
+if TYPE_CHECKING:  # params imports this module's RULES
+    from poptrain.pbt.params import PbtSettings
 
 Action = Literal["keep", "mutate", "exploit"]
 
@@ -88,17 +92,17 @@ def stale_limit_s(interval_s: float, stale_after_s: float, factor: float) -> flo
     return max(float(stale_after_s), float(factor) * max(0.0, float(interval_s)))
 
 
-def is_stale(c: Candidate, params: PbtParams) -> bool:
+def is_stale(c: Candidate, params: PbtSettings) -> bool:
     """Older than its own staleness limit (see ``stale_limit_s``)."""
     return c.age_s > stale_limit_s(c.interval_s, params.stale_after_s, params.stale_interval_factor)
 
 
-def is_valid(c: Candidate, params: PbtParams) -> bool:
+def is_valid(c: Candidate, params: PbtSettings) -> bool:
     """May rank (and lead): finite objective, not stale."""
     return math.isfinite(c.objective) and not is_stale(c, params)
 
 
-def population_counts(population: Sequence[Candidate], params: PbtParams) -> dict[str, int]:
+def population_counts(population: Sequence[Candidate], params: PbtSettings) -> dict[str, int]:
     """How the ``num_policies`` slots stand: valid, missing (no metadata yet, e.g. not yet past start_after or
     not started), stale (older than its limit), no_objective (fresh metadata, objective not known yet)."""
     present = {c.member for c in population}
@@ -109,12 +113,12 @@ def population_counts(population: Sequence[Candidate], params: PbtParams) -> dic
     return {"valid": valid, "missing": missing, "stale": stale, "no_objective": no_objective}
 
 
-def rank(population: Sequence[Candidate], params: PbtParams) -> list[Candidate]:
+def rank(population: Sequence[Candidate], params: PbtSettings) -> list[Candidate]:
     """Valid candidates best-first; ties broken by the lower member index."""
     return sorted((c for c in population if is_valid(c, params)), key=lambda c: (-c.objective, c.member))
 
 
-def decide(member: int, population: Sequence[Candidate], params: PbtParams, rng: random.Random) -> Decision:
+def decide(member: int, population: Sequence[Candidate], params: PbtSettings, rng: random.Random) -> Decision:
     """Keep, mutate or exploit for ``member`` under ``params.replace_rule``."""
     seen: set[int] = set()
     for c in population:
@@ -132,20 +136,30 @@ def decide(member: int, population: Sequence[Candidate], params: PbtParams, rng:
             True,
         )
     ranked = rank(population, params)
-    if params.replace_rule == "fraction":
-        return _fraction(own, ranked, params, rng)
-    if params.replace_rule == "threshold":
-        return _threshold(own, ranked, params, rng)
-    if params.replace_rule == "quantile":
-        return _quantile(own, ranked, params, rng)
-    raise ValueError(f"unknown replace_rule {params.replace_rule!r}")
+    rule = RULES.get(params.replace_rule)
+    if rule is None:
+        raise ValueError(f"unknown replace_rule {params.replace_rule!r} (valid: {', '.join(RULES)})")
+    return rule.decide(own, ranked, params.rule_settings[params.replace_rule], params.num_policies, rng)
 
 
 # ----------------------------------------------------------------------------------------------------------
 # Rules
 # ----------------------------------------------------------------------------------------------------------
-def _fraction(own: Candidate, ranked: list[Candidate], params: PbtParams, rng: random.Random) -> Decision:
-    n_slots = params.num_policies
+@dataclass(frozen=True)
+class FractionSettings:
+    """IsaacGymEnvs' rule (``fraction``); defaults are IGE's."""
+
+    replace_fraction_worst: float = setting(0.125, "IGE: the worst ceil(frac*N) slots are underperformers", lo=0.0, hi=1.0)
+    replace_fraction_best: float = setting(0.3, "IGE: a leader is drawn from the best ceil(frac*N)", lo=0.0, hi=1.0)
+    replace_threshold_frac_std: float = setting(0.5, "IGE: exploit only if lead > frac * population std", lo=0.0)
+    replace_threshold_frac_absolute: float = setting(
+        0.05, "IGE: ... and lead > frac * |leader objective|", lo=0.0
+    )
+
+
+def _fraction(
+    own: Candidate, ranked: list[Candidate], params: FractionSettings, n_slots: int, rng: random.Random
+) -> Decision:
     need = max(2, n_slots // 2)
     if len(ranked) <= need:
         return Decision(
@@ -184,7 +198,17 @@ def _fraction(own: Candidate, ranked: list[Candidate], params: PbtParams, rng: r
     return Decision("mutate", None, f"rank {position}/{n_slots} among the worst, lead too small: {numbers}")
 
 
-def _threshold(own: Candidate, ranked: list[Candidate], params: PbtParams, rng: random.Random) -> Decision:
+@dataclass(frozen=True)
+class ThresholdSettings:
+    """Isaac Lab's rule (``threshold``); defaults are Isaac Lab's."""
+
+    threshold_std: float = setting(0.10, "ILab: k in the mean +- k*std cuts", lo=0.0)
+    threshold_abs: float = setting(0.05, "ILab: A in the mean +- A cuts", lo=0.0)
+
+
+def _threshold(
+    own: Candidate, ranked: list[Candidate], params: ThresholdSettings, n_slots: int, rng: random.Random
+) -> Decision:
     if len(ranked) < 2:
         return Decision("keep", None, f"not enough data: {len(ranked)} valid member(s), need 2", True)
     objectives = [c.objective for c in ranked]
@@ -209,7 +233,16 @@ def _threshold(own: Candidate, ranked: list[Candidate], params: PbtParams, rng: 
     )
 
 
-def _quantile(own: Candidate, ranked: list[Candidate], params: PbtParams, rng: random.Random) -> Decision:
+@dataclass(frozen=True)
+class QuantileSettings:
+    """Ray Tune's rule (``quantile``); default is Ray's."""
+
+    quantile_fraction: float = setting(0.25, "Ray: size of the bottom/top quantiles", lo=0.0, hi=0.5, lo_open=True)
+
+
+def _quantile(
+    own: Candidate, ranked: list[Candidate], params: QuantileSettings, n_slots: int, rng: random.Random
+) -> Decision:
     n = len(ranked)
     if n < 2:
         return Decision("keep", None, f"not enough data: {n} valid member(s), need 2", True)
@@ -232,3 +265,22 @@ def _quantile(own: Candidate, ranked: list[Candidate], params: PbtParams, rng: r
         f"bottom {q} of {n}, but top member {leader.member} is not better "
         f"({leader.objective:.4g} vs {own.objective:.4g})",
     )
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Registry: name -> rule. Config validation (pbt.replace_rule's choices, the rules' flat pbt.* keys) and the
+# Hydra defaults derive from it.
+# ----------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Rule:
+    """A replacement rule: its decision and its settings (a frozen dataclass of ``setting`` fields)."""
+
+    decide: Callable[[Candidate, list[Candidate], Any, int, random.Random], Decision]
+    settings: type
+
+
+RULES: dict[str, Rule] = {
+    "fraction": Rule(_fraction, FractionSettings),
+    "threshold": Rule(_threshold, ThresholdSettings),
+    "quantile": Rule(_quantile, QuantileSettings),
+}

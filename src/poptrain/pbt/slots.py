@@ -55,7 +55,7 @@ from poptrain.checkpoints import atomic_write
 from poptrain.errors import ConfigError, PoptrainError
 from poptrain.pbt import live
 from poptrain.pbt import observer as pbt_observer
-from poptrain.pbt.selection import candidates_from_metas, decide
+from poptrain.pbt.selection import candidates_from_metas
 from poptrain.pbt.slot_status import SLOTS_DIR
 from poptrain.pbt.workspace import MemberMeta
 
@@ -342,12 +342,12 @@ class SlotRunner:
                 raise ConfigError(
                     "time-sliced slots host PBT members: set pbt=pbt_default (pbt.enabled=True)"
                 )
-            pbt_observer.initial_pbt_check(cfg)  # claim, resume or initial mutation: as a member process does
-            observer = SlotMemberObserver(cfg)
+            # claim, resume or initial mutation, then the observer: as a member process does
+            observer = pbt_observer.member_observer(cfg, SlotMemberObserver)
             name = str(cfg.train.params.config.full_experiment_name)
             self.members.append(Member(cfg, observer, int(cfg.seed), Path(str(cfg.train_dir)) / name))
         self.ws = self.members[0].observer.ws
-        self.p = self.members[0].observer.p
+        self.settings = self.members[0].observer.settings
         self.current: Member | None = None
         self.algo: Any = None
         self.switches = 0
@@ -529,7 +529,7 @@ class SlotRunner:
     # ---- generations ---------------------------------------------------------------------------------
     def _metas_at(self, frames: int) -> dict[int, MemberMeta]:
         """Every member's metadata at exactly ``frames``, waiting for members that are behind and alive."""
-        n = int(self.p.num_policies)
+        n = int(self.settings.num_policies)
         t0 = time.perf_counter()
         while True:
             found: dict[int, MemberMeta] = {}
@@ -561,11 +561,10 @@ class SlotRunner:
             # as one round of its slot, which must not read as stale
             now = max(meta.time for meta in metas.values())
             candidates = candidates_from_metas(metas.values(), now)
-            if frames < int(self.p.initial_delay) or obs.own_budget_spent(frames):
+            if frames < int(self.settings.initial_delay) or obs.own_budget_spent(frames):
                 action, leader = "keep", None
             else:
-                rng = pbt_observer._rng(obs.cfg, obs.member, "decide", obs.iteration)
-                decision = decide(obs.member, candidates, obs.p, rng)
+                decision = obs.decide(candidates)
                 action, leader = decision.action, decision.leader
                 log.info(
                     "PBT member %d (slot %d) frames %d: %s %s",
@@ -577,10 +576,10 @@ class SlotRunner:
                 )
             self._record(m, frames, candidates, action, leader)
             if action == "exploit" and leader is not None and leader in metas:
-                obs._exploit(metas[leader], frames)
+                obs.exploit(metas[leader], frames)
             elif action == "mutate":
-                obs._mutate_own(frames)
-            self.ws.cleanup(obs.member, keep_last=int(self.p.keep_checkpoints))
+                obs.mutate_own(frames)
+            self.ws.cleanup(obs.member, keep_last=int(self.settings.keep_checkpoints))
         finally:
             obs.deferring = True
 

@@ -50,6 +50,7 @@ import yaml
 
 from poptrain.checkpoints import atomic_write, chaos_enospc
 from poptrain.errors import WorkspaceError
+from poptrain.pbt.params import STALE_AFTER_S, STALE_INTERVAL_FACTOR
 from poptrain.pbt.selection import interval_of
 from poptrain.pbt.selection import stale_limit_s as _stale_limit_s
 from poptrain.untrusted import shown
@@ -387,11 +388,15 @@ class Workspace:
     """The shared folder of one PBT population (safe for concurrent members on one or many machines)."""
 
     def __init__(
-        self, root: str | Path, *, stale_after_s: float = 3600.0, stale_interval_factor: float = 3.0
+        self,
+        root: str | Path,
+        *,
+        stale_after_s: float = STALE_AFTER_S,
+        stale_interval_factor: float = STALE_INTERVAL_FACTOR,
     ):
         self.root = Path(root)
         self.stale_after_s = float(stale_after_s)
-        # staleness follows each member's pace: see PbtParams.stale_interval_factor
+        # staleness follows each member's pace: see PbtSettings.stale_interval_factor (defaults: the engine's)
         self.stale_interval_factor = float(stale_interval_factor)
         # (path, mtime_ns, size) of files already warned about: one warning per bad file (per version of it)
         self._warned: set[tuple[str, int, int]] = set()

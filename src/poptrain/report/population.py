@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from poptrain.pbt.params import PbtParams
+from poptrain.pbt.params import STALE_AFTER_S, STALE_INTERVAL_FACTOR
 from poptrain.pbt.selection import interval_of, stale_limit_s
 from poptrain.pbt.slot_status import read_slot_status
 from poptrain.pbt.workspace import MemberMeta, Workspace
@@ -26,9 +26,9 @@ _SafeLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 log = logging.getLogger(__name__)
 
-#: default seconds without new metadata after which a member counts as stale (the engine's default)
-DEFAULT_STALE_AFTER_S = 3600.0
-_STALE_FACTOR = PbtParams.stale_interval_factor  # the engine's default pace factor (metadata does not carry it)
+#: default seconds without new metadata after which a member counts as stale: the engine's one default
+DEFAULT_STALE_AFTER_S = STALE_AFTER_S
+_STALE_FACTOR = STALE_INTERVAL_FACTOR  # the engine's default pace factor (metadata does not carry it)
 
 
 @dataclass
