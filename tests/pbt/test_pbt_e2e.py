@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from poptrain.pbt.workspace import Workspace
 
@@ -104,7 +105,12 @@ def test_fast_population_hot_swaps_keeps_budgets_and_exports_best(tmp_path):
 def population(tmp_path_factory):
     root = tmp_path_factory.mktemp("pbt_e2e")
     ws = root / "workspace"
-    argvs = [member_argv(ws, root / "runs", i, 4, epochs=120, mutation="default_mutation") for i in range(4)]
+    # own seeds (different initial weights) and every checkpoint kept: the hot-swap test compares weights
+    argvs = [
+        member_argv(ws, root / "runs", i, 4, epochs=120, mutation="default_mutation")
+        + [f"seed={42 + i}", "pbt.keep_checkpoints=1000"]
+        for i in range(4)
+    ]
     procs = [start(argv, root / f"log{i}.txt") for i, argv in enumerate(argvs)]
     codes = wait_all(procs, timeout=420)
     return root, ws, codes
@@ -146,11 +152,36 @@ def test_hot_swapped_member_trains_on_with_the_leaders_weights_and_new_params(po
     _, ws, _ = population
     w = Workspace(ws)
     swap = next(e for e in w.read_lineage() if e.event == "exploit")
-    after = [m for m in w.member_history(swap.member) if m.iteration > swap.iteration]
+    history = w.member_history(swap.member)
+    after = [m for m in history if m.iteration > swap.iteration]
     assert after, "no checkpoint after the hot swap"
     assert after[0].params == swap.new_params
     assert after[0].parent == {"member": swap.source, "iteration": swap.source_iteration}
     assert after[0].restarts == 0 and after[0].exploits >= 1
+    # the weights themselves: the first checkpoint after the swap is the leader's copied checkpoint trained on for
+    # one interval, not the member's own weights. Members start from different seeds, so before the first exploit
+    # their networks differ by their random initialisation (measured on the 2-member run: leader vs own 9.3, one
+    # interval of training 2.2; see the assertion's message for this run's figures)
+    (own,) = [m for m in history if m.iteration == swap.iteration]
+    (leader,) = [m for m in w.member_history(swap.source) if m.iteration == swap.source_iteration]
+    trained, copied, before = (network(w.load_state(m)) for m in (after[0], leader, own))
+    to_copied, to_own = distance(trained, copied), distance(trained, before)
+    figures = f"distance to the leader's copied weights {to_copied:.3f}, to its own pre-swap weights {to_own:.3f}"
+    assert to_copied < 0.5 * to_own, figures
+    # and the leader's weights did differ from the member's own (a swap between equal networks proves nothing)
+    assert distance(copied, before) > 2 * to_copied, figures
+
+
+def network(state: dict) -> dict[str, torch.Tensor]:
+    """The policy/value network's parameters of a workspace checkpoint (normalisers and counters left out: their
+    counts measure training history, not weights)."""
+    return {k: v.float() for k, v in state["model"].items() if k.startswith("a2c_network.")}
+
+
+def distance(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
+    """Euclidean distance between two networks with the same parameter names and shapes."""
+    assert a.keys() == b.keys() and all(a[k].shape == b[k].shape for k in a)
+    return float(torch.sqrt(sum(((a[k] - b[k]) ** 2).sum() for k in a)))
 
 
 @pytest.mark.slow

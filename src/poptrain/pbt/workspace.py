@@ -39,19 +39,18 @@ import torch
 import yaml
 
 from poptrain.errors import WorkspaceError
-from poptrain.pbt import ranking
+from poptrain.pbt import files, ranking
 from poptrain.pbt.claims import Claims, _pid_alive
 from poptrain.pbt.export import write_best
-from poptrain.pbt.files import SafeLoader as _SafeLoader
-from poptrain.pbt.files import dump_yaml as _dump_yaml
-from poptrain.pbt.files import no_link as _no_link
-from poptrain.pbt.files import read_no_link as _read_no_link
-from poptrain.pbt.files import remove_temp_files as _remove_temp_files
-from poptrain.pbt.files import torch_bytes as _torch_bytes
-from poptrain.pbt.files import write_bytes as _atomic_write
-from poptrain.pbt.layout import META_RE as _META_RE
-from poptrain.pbt.layout import PTH_RE as _PTH_RE
-from poptrain.pbt.layout import Layout, is_temp_name, is_workspace_file
+from poptrain.pbt.files import (
+    SafeLoader,
+    dump_yaml,
+    no_link,
+    read_no_link,
+    torch_bytes,
+    write_bytes,
+)
+from poptrain.pbt.layout import META_RE, PTH_RE, Layout, is_temp_name, is_workspace_file
 from poptrain.pbt.lineage import LINEAGE_EVENTS, LineageEvent, LineageLog
 from poptrain.pbt.meta import CHECKPOINT_DIGEST, MemberMeta, plain_state, to_float
 
@@ -133,7 +132,7 @@ class Workspace:
         except (FileNotFoundError, NotADirectoryError):
             return []
         for e in entries:
-            m = _META_RE.match(e.name)
+            m = META_RE.match(e.name)
             if m:
                 out.append((int(m.group(1)), e.path))  # str: Path objects only for files actually read
             elif is_temp_name(e.name):
@@ -146,14 +145,14 @@ class Workspace:
     def _read_meta(self, path: Path, member: int, iteration: int) -> MemberMeta | None:
         """Parse and verify one metadata file; None (one warning) when it is not valid."""
         try:
-            raw = _read_no_link(path)
+            raw = read_no_link(path)
         except FileNotFoundError:
             return None  # deleted between listing and reading
         except OSError as exc:
             self._warn_once(path, f"unreadable ({exc.strerror or exc})")
             return None
         try:
-            data = yaml.load(raw.decode("utf-8"), Loader=_SafeLoader)
+            data = yaml.load(raw.decode("utf-8"), Loader=SafeLoader)
             meta = MemberMeta.from_dict(data)
         except (
             UnicodeDecodeError,
@@ -219,19 +218,19 @@ class Workspace:
         With ``claim_token``: WorkspaceError before writing anything when that token no longer holds the member."""
         if claim_token:
             self.check_claim(meta.member, claim_token)
-        d = _no_link(self.member_dir(meta.member))
+        d = no_link(self.member_dir(meta.member))
         pth = d / meta.checkpoint
         yml = self.layout.meta_path(meta.member, meta.iteration)
-        payload = _torch_bytes(state)
+        payload = torch_bytes(state)
         # the checkpoint's own digest rides in the (checksummed) metadata: torch.load accepts a checkpoint with
         # flipped tensor bytes silently (measured: one flipped byte loads as a changed weight), load_state does not
         meta = dataclasses.replace(
             meta, extra={**meta.extra, CHECKPOINT_DIGEST: hashlib.sha256(payload).hexdigest()}
         )
-        meta_bytes = _dump_yaml(meta.to_dict())
-        _atomic_write(pth, payload)
+        meta_bytes = dump_yaml(meta.to_dict())
+        write_bytes(pth, payload)
         try:
-            _atomic_write(yml, meta_bytes)
+            write_bytes(yml, meta_bytes)
         except BaseException:
             if not yml.exists():
                 pth.unlink(missing_ok=True)  # no reader can reach it without its metadata
@@ -249,7 +248,7 @@ class Workspace:
                 "(cleaned up or never written)"
             )
         try:
-            raw = _read_no_link(path)
+            raw = read_no_link(path)
         except OSError as exc:
             raise WorkspaceError(f"checkpoint {str(path)!r} is unreadable ({exc.strerror or exc})") from None
         expected = meta.extra.get(CHECKPOINT_DIGEST)
@@ -324,7 +323,7 @@ class Workspace:
                         (d / name).unlink()
                 except OSError:
                     pass  # gone already, or another process's problem
-        pths = sorted(((int(m.group(1)), d / e) for e in names if (m := _PTH_RE.match(e))), reverse=True)
+        pths = sorted(((int(m.group(1)), d / e) for e in names if (m := PTH_RE.match(e))), reverse=True)
         if len(pths) <= keep_last:
             return
         protected = self._protected_iterations(member, keep_last)
@@ -341,7 +340,7 @@ class Workspace:
     def remove_temp_files(self, member: int) -> list[str]:
         """Delete every ``.*.tmp`` in the member's folder (call only while holding its claim: then they are
         leftovers of a writer of this member killed mid-write); returns the names removed."""
-        return _remove_temp_files(self.member_dir(member), f"member {member}")
+        return files.remove_temp_files(self.member_dir(member), f"member {member}")
 
     # -- best -------------------------------------------------------------------------------------------
     def export_best(
@@ -358,7 +357,7 @@ class Workspace:
         path = self.layout.population_path
         data = json.dumps({"num_policies": num_policies, "created": _time.time()}, sort_keys=True).encode()
         try:
-            _atomic_write(path, data, exclusive=True)
+            write_bytes(path, data, exclusive=True)
             return
         except FileExistsError:
             pass
