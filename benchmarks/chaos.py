@@ -418,7 +418,7 @@ def audit(cfg: ChaosConfig, pop: Population, clog: ChaosLog, rc: int) -> dict[st
                     garbled_pth_loaded.append(g)
     raw_lines = [ln for ln in (pop.ws / "lineage.jsonl").read_bytes().split(b"\n") if ln.strip()]
     events = ws.read_lineage()
-    exploits = {(e["member"], e["source"], e["source_iteration"]) for e in events if e["event"] == "exploit"}
+    exploits = {(e.member, e.source, e.source_iteration) for e in events if e.event == "exploit"}
     parents = [(m.member, m.parent["member"], m.parent["iteration"]) for h in histories.values() for m in h
                if m.parent is not None]  # fmt: skip
     backed = [p for p in parents if p in exploits]

@@ -223,8 +223,8 @@ def part_c_exploit_latency() -> list[dict]:
     whose only mutable key is structural (``task_only``), where every exploit restarts."""
     events = Workspace(_population_workspace()).read_lineage()
     events += Workspace(_population_workspace(n=4, mutation="task_only")).read_lineage()
-    hot = [e["latency_s"] for e in events if e["event"] == "exploit" and e.get("mode") == "hot_swap"]
-    restart = [e["latency_s"] for e in events if e["event"] == "restart"]
+    hot = [e.extra["latency_s"] for e in events if e.event == "exploit" and e.mode == "hot_swap"]
+    restart = [e.extra["latency_s"] for e in events if e.event == "restart"]
     rows = []
     for kind, values in (("hot_swap", hot), ("os.execv restart", restart)):
         if values:
@@ -308,10 +308,10 @@ def part_e_task_param_swap() -> list[dict]:
     # rate 1: with one mutable key, a lower rate can leave all members identical (ties: no exploit ever)
     hot_events = Workspace(_population_workspace(n=4, mutation="cartpole_effort", rate=1.0)).read_lineage()
     restart_events = Workspace(_population_workspace(n=4, mutation="task_only", rate=1.0)).read_lineage()
-    hot = [e["latency_s"] for e in hot_events if e["event"] == "exploit" and e.get("mode") == "hot_swap"
-           and "task.env.maxEffort" in e["changed"]]
-    restart = [e["latency_s"] for e in restart_events if e["event"] == "restart"]
-    stray = [e for e in hot_events if e["event"] == "restart"]
+    hot = [e.extra["latency_s"] for e in hot_events if e.event == "exploit" and e.mode == "hot_swap"
+           and "task.env.maxEffort" in e.changed]
+    restart = [e.extra["latency_s"] for e in restart_events if e.event == "restart"]
+    stray = [e for e in hot_events if e.event == "restart"]
     if stray:
         raise SystemExit(f"the live task parameter restarted a member: {stray[0]}")
     rows = []

@@ -122,8 +122,8 @@ def test_lineage_lines_carry_a_checksum_and_bad_lines_are_skipped(tmp_path, capl
         f.write(b"\xff\xfe{not utf-8}\n")
     with caplog.at_level(logging.WARNING, logger="poptrain.pbt.workspace"):
         recs = ws.read_lineage()
-    assert [(r["event"], r["member"]) for r in recs] == [("exploit", 1), ("mutate", 2)]
-    assert all("sha256" not in r for r in recs)
+    assert [(r.event, r.member) for r in recs] == [("exploit", 1), ("mutate", 2)]
+    assert all("sha256" not in r.to_record() for r in recs)
     assert caplog.text.count("skipping corrupt line") == 5
     assert "sha256" in caplog.text and "source" in caplog.text
 

@@ -60,10 +60,11 @@ def play_argv(path: str, extra: Sequence[str]) -> list[str]:
                               "workspace or a .pth file")
         checkpoint, config_file = p, p.parent / "config.yaml"
     else:
+        from poptrain.pbt.layout import Layout
         from poptrain.report.locate import find_workspace
 
-        root = find_workspace(p)
-        checkpoint, config_file = root / "best" / "checkpoint.pth", root / "best" / "config.yaml"
+        layout = Layout(find_workspace(p))
+        checkpoint, config_file = layout.best_checkpoint, layout.best_config
         if not checkpoint.is_file():
             raise WorkspaceError(f"no exported best policy at {str(checkpoint)!r} (the population has not "
                                  "finished or exported yet); play one member's checkpoint with "
@@ -146,14 +147,12 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def _pick_member(view: Any, member: int | None) -> int:
-    from poptrain.report.status import best_member, status_rows
-
     have = sorted(view.histories)
     if member is None:
         if view.best_meta and isinstance(view.best_meta.get("member"), int) \
                 and view.best_meta["member"] in view.histories:
             return int(view.best_meta["member"])
-        best = best_member(status_rows(view))
+        best = view.best()  # pbt.ranking's order, as in `poptrain status`
         if best is None:
             raise WorkspaceError(f"no member of {str(view.root)!r} has a finite objective yet; pass --member K "
                                  f"(members with metadata: {have or 'none'})")
@@ -171,8 +170,8 @@ def print_schedule(schedule: Any) -> None:
 
     print(f"member {schedule.member}: weight lineage (oldest first), {schedule.total_frames} replay frames")
     for seg in schedule.segments:
-        via = "" if seg.via is None else (f"  (copied from member {seg.via.get('source')} "
-                                          f"iteration {seg.via.get('source_iteration')})")
+        via = "" if seg.via is None else (f"  (copied from member {seg.via.source} "
+                                          f"iteration {seg.via.source_iteration})")
         print(f"  member {seg.member:3d}: own frames {seg.start_frames}..{seg.end_frames} -> replay frames "
               f"{seg.replay_start}..{seg.replay_start + seg.length}{via}")
     print("schedule (replay frames: params that change):")

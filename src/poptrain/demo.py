@@ -19,6 +19,7 @@ import math
 import sys
 from pathlib import Path
 
+from poptrain.pbt import ranking
 from poptrain.pbt.workspace import MemberMeta
 
 
@@ -33,10 +34,10 @@ def _figure(meta: MemberMeta | None) -> str:
 
 def comparison_line(population: dict[int, MemberMeta], default: MemberMeta | None) -> str:
     """One line: the population's best final objective vs the default configuration's measured one."""
-    finite = [m for m in population.values() if math.isfinite(m.objective)]
-    if not finite:
+    # pbt.ranking's order; every member has finished here, and a finished member is never stale
+    best = ranking.best(population.values())
+    if best is None:
         return "population: no member has a finite objective; nothing to compare"
-    best = max(finite, key=lambda m: (m.objective, -m.member))
     verdict = ""
     if default is not None and math.isfinite(default.objective):
         diff = best.objective - default.objective

@@ -69,8 +69,8 @@ def test_hot_swap_of_a_cpu_checkpoint_into_a_device_agent(leader, device):
     result = run_training(compose(*member(1, device, root, 3)), observers=[capture])
 
     # the swap happened in process and training went on for the remaining epochs
-    events = [e for e in ws.read_lineage() if e["event"] == "exploit" and e["member"] == 1]
-    assert [e["mode"] for e in events] == ["hot_swap"] and events[0]["source"] == 0
+    events = [e for e in ws.read_lineage() if e.event == "exploit" and e.member == 1]
+    assert [e.mode for e in events] == ["hot_swap"] and events[0].source == 0
     assert result.frames == 3 * EPOCH_FRAMES
     # weights and normaliser statistics: on the device, with the leader's values
     assert tensor_devices(seen["model"]) == {dev}

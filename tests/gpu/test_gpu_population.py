@@ -105,9 +105,9 @@ def test_four_members_share_one_gpu_and_exploit(device, tmp_path):
     for m in ws.members():
         final = ws.latest(m)
         assert final is not None and final.finished and final.frames == 40 * epoch, (m, final)
-    exploits = [e for e in ws.read_lineage() if e["event"] == "exploit"]
+    exploits = [e for e in ws.read_lineage() if e.event == "exploit"]
     assert exploits, "no exploit recorded"
-    assert {e["mode"] for e in exploits} == {"hot_swap"}
+    assert {e.mode for e in exploits} == {"hot_swap"}
     # each member's launcher log header names the GPU it was pinned to
     headers = [p.read_text().splitlines()[0] for p in (tmp_path / "train_dir").rglob("log.txt")]
     assert len(headers) == 4 and all("CUDA_VISIBLE_DEVICES=" in h for h in headers)

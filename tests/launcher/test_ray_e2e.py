@@ -104,9 +104,9 @@ def test_every_member_completes_and_the_killed_one_was_restarted(ray_population:
 def test_the_killed_member_resumed_from_its_own_checkpoint(ray_population: dict) -> None:
     ws: Workspace = ray_population["ws"]
     killed_at = ray_population["killed"]["at"]
-    resumes = [e for e in ws.read_lineage() if e["event"] == "resume"]
-    assert [e["member"] for e in resumes] == [1], resumes
-    assert resumes[0]["iteration"] >= killed_at.iteration
+    resumes = [e for e in ws.read_lineage() if e.event == "resume"]
+    assert [e.member for e in resumes] == [1], resumes
+    assert resumes[0].iteration >= killed_at.iteration
     final = ws.latest(1)
     assert final is not None and final.finished and final.iteration > killed_at.iteration
     assert final.frames == EPOCHS * 512 * 16
@@ -114,9 +114,9 @@ def test_the_killed_member_resumed_from_its_own_checkpoint(ray_population: dict)
 
 def test_exploits_are_recorded_and_best_is_exported(ray_population: dict) -> None:
     ws: Workspace = ray_population["ws"]
-    exploits = [e for e in ws.read_lineage() if e["event"] == "exploit"]
+    exploits = [e for e in ws.read_lineage() if e.event == "exploit"]
     assert exploits, ws.read_lineage()
-    assert all(e["source"] != e["member"] for e in exploits)
+    assert all(e.source != e.member for e in exploits)
     best = ray_population["run_dir"] / "pbt_workspace" / "best"
     assert (best / "checkpoint.pth").is_file() and (best / "config.yaml").is_file()
 

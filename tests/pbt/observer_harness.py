@@ -123,4 +123,4 @@ def run_rounds(clock: Clock, members, rounds: int, hold: bool = False) -> None:
 
 def exploits(tmp_path) -> list[dict]:
     ws = Workspace(tmp_path / "pbt_workspace")
-    return [e for e in ws.read_lineage() if e.get("event") == "exploit"]
+    return [e for e in ws.read_lineage() if e.event == "exploit"]

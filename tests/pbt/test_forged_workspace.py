@@ -59,11 +59,11 @@ def test_forged_leader_params_never_reach_argv(tmp_path):
             proc.kill()
     text = log.read_text()
     events = Workspace(ws_root).read_lineage()
-    exploits = [e for e in events if e["event"] == "exploit"]
+    exploits = [e for e in events if e.event == "exploit"]
     # the member did copy the forged leader (its weights are real) and restarted with the new task value ...
-    assert exploits and all(e["source"] == 1 and e["mode"] == "restart" for e in exploits), events
-    assert all(set(e["new_params"]) == {"task.env.maxEpisodeLength"} for e in exploits), exploits
-    assert [e for e in events if e["event"] == "restart"]
+    assert exploits and all(e.source == 1 and e.mode == "restart" for e in exploits), events
+    assert all(set(e.new_params) == {"task.env.maxEpisodeLength"} for e in exploits), exploits
+    assert [e for e in events if e.event == "restart"]
     # ... but none of the forged keys reached a command line, nothing was imported, no file was written
     restarts = [ln for ln in text.splitlines() if "PBT restart:" in ln]
     assert restarts and not [ln for ln in restarts if "hydra" in ln or "gamma" in ln], restarts

@@ -145,8 +145,8 @@ def test_resume_falls_back_to_the_newest_loadable_checkpoint(tmp_path, caplog):
     assert cfg.checkpoint == str(ws.member_dir(1) / "000001.pth")
     assert OmegaConf.select(cfg, LR) == pytest.approx(1e-3)
     assert "resuming from iteration 1" in caplog.text and "iteration 3" in caplog.text
-    resume = [e for e in ws.read_lineage() if e["event"] == "resume"]
-    assert resume[-1]["iteration"] == 1 and resume[-1]["checkpoint"].endswith("000001.pth")
+    resume = [e for e in ws.read_lineage() if e.event == "resume"]
+    assert resume[-1].iteration == 1 and resume[-1].extra["checkpoint"].endswith("000001.pth")
 
 
 def test_resume_without_any_loadable_checkpoint_starts_from_scratch_and_says_so(tmp_path, caplog):
@@ -160,8 +160,8 @@ def test_resume_without_any_loadable_checkpoint_starts_from_scratch_and_says_so(
     assert start.kind == "scratch" and start.iteration == 2 and not cfg.checkpoint
     assert "FROM SCRATCH" in caplog.text and "iteration 2" in caplog.text
     assert OmegaConf.select(cfg, LR) == pytest.approx(2e-3)  # its own newest hyperparameters
-    resume = [e for e in ws.read_lineage() if e["event"] == "resume"]
-    assert resume[-1]["mode"] == "from_scratch" and resume[-1]["frames"] == 0
+    resume = [e for e in ws.read_lineage() if e.event == "resume"]
+    assert resume[-1].mode == "from_scratch" and resume[-1].frames == 0
 
 
 def test_a_resuming_member_removes_its_own_leftover_temp_files(tmp_path):

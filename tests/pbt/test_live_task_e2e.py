@@ -23,18 +23,18 @@ def test_env_mutations_are_hot_swaps_never_restarts(tmp_path):
 
     w = Workspace(ws)
     events = w.read_lineage()
-    assert not [e for e in events if e["event"] == "restart"], events
-    decisions = [e for e in events if e["event"] in ("exploit", "mutate") and e.get("mode") != "initial"]
-    assert [e for e in decisions if e["event"] == "exploit"], events
+    assert not [e for e in events if e.event == "restart"], events
+    decisions = [e for e in events if e.event in ("exploit", "mutate") and e.mode != "initial"]
+    assert [e for e in decisions if e.event == "exploit"], events
     effort = "task.env.maxEffort"
-    swapped = [e for e in decisions if effort in e["changed"]]
+    swapped = [e for e in decisions if effort in e.changed]
     assert swapped, decisions
     for e in decisions:
-        assert e["mode"] == "hot_swap", e
+        assert e.mode == "hot_swap", e
     for e in swapped:
         # the running task reports the new value, and the member's next checkpoint carries it
-        assert e["applied"][effort] == e["new_params"][effort] != e["old_params"][effort], e
-        after = [m for m in w.member_history(e["member"]) if m.iteration > e["iteration"]]
-        assert after and after[0].params[effort] == e["new_params"][effort] and after[0].restarts == 0
+        assert e.extra["applied"][effort] == e.new_params[effort] != e.old_params[effort], e
+        after = [m for m in w.member_history(e.member) if m.iteration > e.iteration]
+        assert after and after[0].params[effort] == e.new_params[effort] and after[0].restarts == 0
     for i in range(3):
         assert int(train_line(tmp_path / f"log{i}.txt")["frames"]) == EPOCHS * EPOCH_FRAMES

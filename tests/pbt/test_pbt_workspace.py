@@ -309,7 +309,7 @@ def test_lineage_append_and_read(tmp_path, caplog):
         changed=[LR],
         mode="hot_swap",
     )
-    assert rec["frames"] == 100 and rec["event"] == "exploit" and isinstance(rec["time"], float)
+    assert rec.frames == 100 and rec.event == "exploit" and isinstance(rec.time, float)
     ws.append_lineage("restart", 1, iteration=6)
     with open(ws.lineage_path, "ab") as f:
         f.write(b'{"event": "exploit", "mem\n')  # a torn line
@@ -317,11 +317,12 @@ def test_lineage_append_and_read(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="poptrain.pbt.workspace"):
         recs = ws.read_lineage()
         ws.read_lineage()
-    assert [(r["event"], r["member"]) for r in recs] == [("exploit", 2), ("restart", 1), ("mutate", 3)]
+    assert [(r.event, r.member) for r in recs] == [("exploit", 2), ("restart", 1), ("mutate", 3)]
     assert recs[0] == rec
-    assert {"event", "member", "source", "source_iteration", "iteration", "frames", "old_params"} <= set(
-        recs[1]
-    )
+    # every standard field is written, even when the caller gave none of them (what the reader type-checks)
+    line = json.loads(ws.lineage_path.read_text().splitlines()[1])
+    assert {"event", "member", "source", "source_iteration", "iteration", "frames", "old_params", "mode"} <= set(line)
+    assert recs[1].source is None and recs[1].old_params == {} and recs[1].extra == {}
     assert len([r for r in caplog.records if "line 3" in r.getMessage()]) == 1
     with pytest.raises(ValueError, match="event"):
         ws.append_lineage("Exploit now", 0)
@@ -344,7 +345,7 @@ def test_concurrent_lineage_appends_never_interleave(tmp_path):
     recs = Workspace(tmp_path).read_lineage()
     assert len(recs) == 600
     for m in range(4):
-        assert [r["iteration"] for r in recs if r["member"] == m] == list(range(150))
+        assert [r.iteration for r in recs if r.member == m] == list(range(150))
 
 
 # ---------------------------------------------------------------------------------------------------------

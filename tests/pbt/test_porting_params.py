@@ -96,7 +96,7 @@ def test_initial_mutation_modes(tmp_path, mode, mutated) -> None:
                        f"train_dir={tmp_path}", f"pbt.initial_mutation={mode}", "pbt.mutation_rate=1")  # fmt: skip
         obs_mod.initial_pbt_check(cfg)
     events = Workspace(tmp_path / "pbt_workspace").read_lineage()
-    assert {e["member"] for e in events if e["event"] == "mutate"} == mutated
+    assert {e.member for e in events if e.event == "mutate"} == mutated
 
 
 def test_exploit_params_mixed_starts_from_own_or_leader_params(tmp_path) -> None:
@@ -108,10 +108,10 @@ def test_exploit_params_mixed_starts_from_own_or_leader_params(tmp_path) -> None
             o.params = {"train.params.config.learning_rate": 1e-3 * (i + 1)}
         run_rounds(clock, members, rounds=3, hold=True)
         for e in exploits(tmp_path / f"s{seed}"):
-            if e["member"] == 3:
-                own = e["old_params"]["train.params.config.learning_rate"]
-                new = e["new_params"]["train.params.config.learning_rate"]
-                leader = 1e-3 * (e["source"] + 1)  # members 0-2 never change (never below the mean)
+            if e.member == 3:
+                own = e.old_params["train.params.config.learning_rate"]
+                new = e.new_params["train.params.config.learning_rate"]
+                leader = 1e-3 * (e.source + 1)  # members 0-2 never change (never below the mean)
                 if own != leader:
                     bases.append("own" if new == own else "leader" if new == leader else "other")
     assert set(bases) == {"own", "leader"}, bases  # IGE: probability 1/2 each (mutation_rate 0: no change)
@@ -125,7 +125,7 @@ def test_start_after_since_change_gives_a_replaced_member_settling_time(tmp_path
     run_rounds(
         clock, members, rounds=12, hold=True
     )  # member 3 stays the worst: it wants to exploit every time
-    frames = [e["frames"] for e in exploits(tmp_path) if e["member"] == 3]
+    frames = [e.frames for e in exploits(tmp_path) if e.member == 3]
     gaps = {b - a for a, b in zip(frames, frames[1:], strict=False)}
     if mode == "absolute":  # our default: no settling after an exploit
         assert INTERVAL in gaps, frames

@@ -56,7 +56,7 @@ def test_initial_sample_is_applied_once_and_dead_keys_warn(tmp_path, caplog):
     assert OmegaConf.select(cfg, C + "learning_rate") == pytest.approx(3e-4)  # dead: not searched
     ws = Workspace(tmp_path / "pbt_workspace")
     (event,) = ws.read_lineage()
-    assert event["mode"] == "initial_sample" and event["member"] == 2
+    assert event.mode == "initial_sample" and event.member == 2
     dead = [r.getMessage() for r in caplog.records if "cannot act" in r.getMessage()]
     assert len(dead) == 1 and C + "learning_rate" in dead[0] and "lr_schedule=adaptive" in dead[0]
     # member 0 keeps the config's own values

@@ -189,12 +189,12 @@ def test_every_decision_compares_members_at_the_same_frame_count(four_on_two):
         assert d["candidate_frames"] == {str(m): d["frames"] for m in range(4)}, d
     assert any(d["action"] == "exploit" for d in made)
     events = Workspace(ws).read_lineage()
-    exploits = [e for e in events if e["event"] == "exploit"]
-    assert exploits and all(e["mode"] == "hot_swap" for e in exploits)
-    assert not [e for e in events if e["event"] == "restart"]
+    exploits = [e for e in events if e.event == "exploit"]
+    assert exploits and all(e.mode == "hot_swap" for e in exploits)
+    assert not [e for e in events if e.event == "restart"]
     # the exploit copied the leader's checkpoint of that same generation
     for e in exploits:
-        assert e["frames"] == (e["source_iteration"]) * 8 * EPOCH_FRAMES, e
+        assert e.frames == (e.source_iteration) * 8 * EPOCH_FRAMES, e
 
 
 def test_switching_restores_everything_a_member_owns(tmp_path):
@@ -250,10 +250,10 @@ def test_a_slot_killed_with_sigkill_resumes_its_members(tmp_path):
     assert wait_all([procs[0], restarted], 420) == [0, 0], [
         (tmp_path / f"slot{i}.txt").read_text()[-3000:] for i in range(2)
     ]
-    resumes = [e for e in w.read_lineage() if e["event"] == "resume"]
-    assert sorted(e["member"] for e in resumes) == [1, 3]
+    resumes = [e for e in w.read_lineage() if e.event == "resume"]
+    assert sorted(e.member for e in resumes) == [1, 3]
     for e in resumes:  # each from its own newest checkpoint
-        assert e["frames"] == killed_at[e["member"]], (e, killed_at)
+        assert e.frames == killed_at[e.member], (e, killed_at)
     for member in range(4):
         final = w.latest(member)
         assert final.finished and final.frames == epochs * EPOCH_FRAMES, final

@@ -22,7 +22,7 @@ def test_intervals_longer_than_stale_after_s_still_exploit(tmp_path):
     clock, members = population(tmp_path, factor=3.0)
     run_rounds(clock, members, rounds=3)
     events = exploits(tmp_path)
-    assert 3 in {e["member"] for e in events}, events
+    assert 3 in {e.member for e in events}, events
     assert members[3].exploits >= 1
     assert float(members[3].algo.weights[0]) in (0.0, 1.0, 2.0)  # a better member's weights, not its own
     meta = Workspace(tmp_path / "pbt_workspace").latest(0)

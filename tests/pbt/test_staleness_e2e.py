@@ -34,5 +34,5 @@ def test_population_with_stale_after_far_below_the_interval_still_exploits(tmp_p
     w = Workspace(ws)
     intervals = [m.extra["interval_s"] for i in range(3) for m in w.member_history(i)[1:]]
     assert intervals and min(intervals) > 10 * 0.001  # every interval took far longer than stale_after_s
-    exploits = [e for e in w.read_lineage() if e["event"] == "exploit"]
+    exploits = [e for e in w.read_lineage() if e.event == "exploit"]
     assert exploits, [(tmp_path / f"log{i}.txt").read_text()[-2000:] for i in range(3)]

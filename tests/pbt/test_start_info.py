@@ -63,4 +63,4 @@ def test_two_members_in_one_process_each_get_their_own_start(tmp_path):
         first.start.claim_token,
         second.start.claim_token,
     )
-    assert [e["member"] for e in ws.read_lineage() if e["event"] == "resume"] == [0]
+    assert [e.member for e in ws.read_lineage() if e.event == "resume"] == [0]

@@ -45,6 +45,7 @@ from rl_games.common.algo_observer import AlgoObserver
 from poptrain.checkpoints import atomic_torch_save
 from poptrain.errors import ConfigError, WorkspaceError
 from poptrain.pbt import live, search
+from poptrain.pbt.layout import checkpoint_name
 from poptrain.pbt.mutation import mutate
 from poptrain.pbt.params import PbtSettings, rule_choice
 from poptrain.pbt.restart import pop_restart_state, restart_argv, restart_process
@@ -163,7 +164,7 @@ def initial_pbt_check(
         return start
     if latest is not None:
         apply_params(cfg, {k: v for k, v in latest.params.items() if k in keys})
-        ckpt = ws.member_dir(member) / latest.checkpoint
+        ckpt = ws.checkpoint_path(latest)
         if not cfg.checkpoint:
             cfg.checkpoint = str(ckpt)
         start = StartInfo(
@@ -184,7 +185,7 @@ def initial_pbt_check(
             # killed between its last interval checkpoint (at the budget) and its final write (found by the chaos
             # suite): record the end now instead of letting rl_games train one epoch past the budget
             final = dataclasses.replace(latest, iteration=latest.iteration + 1, finished=True, time=time.time(),
-                                        checkpoint=f"{latest.iteration + 1:06d}.pth")
+                                        checkpoint=checkpoint_name(latest.iteration + 1))
             ws.write_checkpoint(final, ws.load_state(latest), token)
             latest = final
         if latest.finished:
@@ -198,9 +199,9 @@ def initial_pbt_check(
         log.info("PBT member %d resumes from iteration %d (%s)", member, latest.iteration, cfg.checkpoint)
         return start
 
-    earlier = [e for e in ws.read_lineage() if e.get("member") == member and e.get("event") == "mutate"]
+    earlier = [e for e in ws.read_lineage() if e.member == member and e.event == "mutate"]
     if earlier:  # crashed before its first checkpoint: re-apply the initial mutation, never draw a new one
-        apply_params(cfg, {k: v for k, v in earlier[-1].get("new_params", {}).items() if k in keys})
+        apply_params(cfg, {k: v for k, v in earlier[-1].new_params.items() if k in keys})
     elif keys and _mutates_initially(params.initial_mutation, member):
         old = params.initial_params(cfg)
         if params.initial == "sample":  # issue 14: a Latin hypercube row of the priors (pbt/priors.py)
@@ -425,7 +426,7 @@ class PbtAlgoObserver(AlgoObserver):
             epoch=int(self.algo.epoch_num),
             objective=objective,
             params=dict(self.params),
-            checkpoint=f"{self.iteration:06d}.pth",
+            checkpoint=checkpoint_name(self.iteration),
             experiment=str(self.algo.experiment_name),
             experiment_dir=str(self.algo.experiment_dir),
             time=self.clock(),
@@ -686,12 +687,10 @@ class PbtAlgoObserver(AlgoObserver):
 
         Never fatal: training has finished when this runs. A failure (no flock on this file system, best/
         replaced by a symbolic link, a full disk) is one warning naming the cause."""
-        with _best_lock(Path(self.ws.root) / ".best.lock") as locked:
-            population = self.ws.read_population(include_stale=True)
-            finite = [m for m in population.values() if math.isfinite(m.objective)]
-            if not finite:
+        with _best_lock(self.ws.layout.best_lock) as locked:
+            best = self.ws.best()  # pbt.ranking: the order status and the report show
+            if best is None:
                 return
-            best = max(finite, key=lambda m: (m.objective, -m.member))
             try:
                 state = self.ws.load_state(best)
                 cfg_copy = copy.deepcopy(self.cfg)
@@ -707,7 +706,7 @@ class PbtAlgoObserver(AlgoObserver):
                 log.warning("cannot export best member %d: %s", best.member, exc)
                 return
             log.info("PBT best member %d (objective %.3f) exported to %s", best.member, best.objective,
-                     Path(self.ws.root) / "best")
+                     self.ws.best_dir)
 
 
 _Observer = TypeVar("_Observer", bound=PbtAlgoObserver)

@@ -1,10 +1,12 @@
 """PURE PBT decisions: from the population table to keep / mutate / exploit for one member. No I/O.
 
-Valid candidates: a finite objective and ``age_s <= max(stale_after_s, stale_interval_factor * interval_s)``
-(``interval_s``: the member's own last interval duration, so staleness follows each member's pace: with
-hour-long intervals a peer written 40 minutes ago is on time, not stale). NaN objectives, stale members and
-members absent from the table never rank as leaders. Ranking is best-first by objective; ties go to the
-lower member index, so every decision is deterministic given the injected ``rng`` (used only to draw a leader).
+Valid candidates: a finite objective and not stale: finished, or ``age_s <= max(stale_after_s,
+stale_interval_factor * interval_s)`` (``interval_s``: the member's own last interval duration, so staleness
+follows each member's pace: with hour-long intervals a peer written 40 minutes ago is on time, not stale).
+NaN objectives, stale members and members absent from the table never rank as leaders. Ranking is
+``poptrain.pbt.ranking.ranked`` (the order status, the report and ``best/`` use too): best-first by objective,
+ties to the lower member index, so every decision is deterministic given the injected ``rng`` (used only to
+draw a leader).
 
 Rules (``PbtSettings.replace_rule``; registry ``RULES``: a new rule is one function plus its settings dataclass,
 registered there; its settings' fields become flat ``pbt.*`` config keys, default/bounds/doc included):
@@ -39,6 +41,7 @@ from poptrain.pbt.fields import setting
 
 if TYPE_CHECKING:  # params imports this module's RULES
     from poptrain.pbt.params import PbtSettings
+from poptrain.pbt.ranking import interval_of, ranked, stale_limit_s
 
 Action = Literal["keep", "mutate", "exploit"]
 
@@ -53,6 +56,7 @@ class Candidate:
     frames: int  # the member's own frame counter
     age_s: float = 0.0  # seconds since its metadata was written
     interval_s: float = 0.0  # wall seconds of the member's own last PBT interval (0 = unknown)
+    finished: bool = False  # its final metadata: never stale (see ``poptrain.pbt.ranking``)
 
 
 @dataclass(frozen=True)
@@ -65,36 +69,25 @@ class Decision:
     waiting: bool = False  # True when no decision was possible (too few valid members, own objective unknown)
 
 
-def interval_of(meta: Any) -> float:
-    """``extra["interval_s"]`` of a MemberMeta-like object; 0.0 when absent or not a finite number >= 0."""
-    extra = getattr(meta, "extra", None)
-    value = extra.get("interval_s") if isinstance(extra, dict) else None
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not math.isfinite(value)
-        or value < 0
-    ):
-        return 0.0
-    return float(value)
-
-
 def candidates_from_metas(metas: Iterable[Any], now: float) -> list[Candidate]:
     """Candidates from MemberMeta-like objects (member, objective, iteration, frames, time, extra)."""
     return [
-        Candidate(m.member, float(m.objective), m.iteration, m.frames, max(0.0, now - m.time), interval_of(m))
+        Candidate(
+            m.member,
+            float(m.objective),
+            m.iteration,
+            m.frames,
+            max(0.0, now - m.time),
+            interval_of(m),
+            bool(getattr(m, "finished", False)),
+        )
         for m in metas
     ]
 
 
-def stale_limit_s(interval_s: float, stale_after_s: float, factor: float) -> float:
-    """Age beyond which a member counts as absent: ``max(stale_after_s, factor * interval_s)``."""
-    return max(float(stale_after_s), float(factor) * max(0.0, float(interval_s)))
-
-
 def is_stale(c: Candidate, params: PbtSettings) -> bool:
-    """Older than its own staleness limit (see ``stale_limit_s``)."""
-    return c.age_s > stale_limit_s(c.interval_s, params.stale_after_s, params.stale_interval_factor)
+    """Not finished and older than its own staleness limit (the rule of ``poptrain.pbt.ranking``)."""
+    return not c.finished and c.age_s > stale_limit_s(c.interval_s, params.stale_after_s, params.stale_interval_factor)
 
 
 def is_valid(c: Candidate, params: PbtSettings) -> bool:
@@ -114,8 +107,8 @@ def population_counts(population: Sequence[Candidate], params: PbtSettings) -> d
 
 
 def rank(population: Sequence[Candidate], params: PbtSettings) -> list[Candidate]:
-    """Valid candidates best-first; ties broken by the lower member index."""
-    return sorted((c for c in population if is_valid(c, params)), key=lambda c: (-c.objective, c.member))
+    """Valid candidates best-first: the fresh group of ``ranking.ranked`` (stale members never lead)."""
+    return [c for c in ranked(population, lambda c: is_stale(c, params)) if not is_stale(c, params)]
 
 
 def decide(member: int, population: Sequence[Candidate], params: PbtSettings, rng: random.Random) -> Decision:

@@ -13,7 +13,7 @@ import math
 import time
 from pathlib import Path
 
-SLOTS_DIR = "slots"
+from poptrain.pbt.layout import Layout
 
 
 def read_slot_status(
@@ -23,7 +23,7 @@ def read_slot_status(
     (a dead slot's file ages out); members of no slot, and unreadable files, are left out."""
     now = time.time() if now is None else now
     out: dict[int, str] = {}
-    for path in sorted((Path(workspace_root) / SLOTS_DIR).glob("slot_*.json")):
+    for path in sorted(Layout(Path(workspace_root)).slots_dir().glob("slot_*.json")):
         try:
             status = json.loads(path.read_text())
             written = float(status["time"])

@@ -56,7 +56,6 @@ from poptrain.errors import ConfigError, PoptrainError
 from poptrain.pbt import live
 from poptrain.pbt import observer as pbt_observer
 from poptrain.pbt.selection import candidates_from_metas
-from poptrain.pbt.slot_status import SLOTS_DIR
 from poptrain.pbt.workspace import MemberMeta
 
 log = logging.getLogger(__name__)
@@ -357,9 +356,9 @@ class SlotRunner:
         self._in_since = 0.0
         self._template: dict[str, Any] = {}
         self._t0 = time.perf_counter()
-        self.status_path = self.ws.root / SLOTS_DIR / f"slot_{self.slot}.json"
+        self.status_path = self.ws.layout.slot_status_path(self.slot)
         self.status_writer = StatusWriter(self.status_path)
-        self.decisions_path = self.ws.root / SLOTS_DIR / "decisions.jsonl"
+        self.decisions_path = self.ws.layout.slot_decisions_path()
 
     # ---- rl_games hooks (through SlotObserver) -------------------------------------------------------
     def after_init(self, algo: Any) -> None:

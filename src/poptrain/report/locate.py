@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import re
 from collections import deque
 from pathlib import Path
 
 from poptrain.errors import WorkspaceError
+from poptrain.pbt.layout import BEST_DIR, Layout
 
-MEMBER_DIR = re.compile(r"^\d{3,}$")
-META_FILE = re.compile(r"^\d{6,}\.yaml$")
-#: folders never searched for a workspace (rl_games output, caches)
-SKIP_DIRS = {"nn", "summaries", "__pycache__", "best"}
+#: folders never searched for a workspace (rl_games output, caches, a workspace's best/)
+SKIP_DIRS = {"nn", "summaries", "__pycache__", BEST_DIR}
 #: how deep below a run dir a workspace is looked for
 SEARCH_DEPTH = 4
 #: at most this many folders are visited while searching (a huge tree gets a clear error, not a hang)
@@ -25,23 +23,8 @@ EXPECTED = (
 
 
 def is_workspace(path: Path) -> bool:
-    """True for a folder that looks like a PBT workspace (possibly empty or half-written)."""
-    if not path.is_dir():
-        return False
-    if (path / "population.json").is_file() or (path / "lineage.jsonl").is_file():
-        return True
-    try:
-        children = list(path.iterdir())
-    except OSError:
-        return False
-    return any(child.is_dir() and MEMBER_DIR.match(child.name) and _has_meta(child) for child in children)
-
-
-def _has_meta(member_dir: Path) -> bool:
-    try:
-        return any(META_FILE.match(f.name) for f in member_dir.iterdir())
-    except OSError:
-        return False
+    """True for a folder that looks like a PBT workspace (possibly empty or half-written): ``Layout``'s rule."""
+    return Layout(path).looks_like_workspace()
 
 
 def find_workspaces(path: Path, depth: int = SEARCH_DEPTH) -> list[Path]:

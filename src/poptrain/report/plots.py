@@ -25,6 +25,7 @@ matplotlib.use("Agg")
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
+from poptrain.pbt.lineage import LineageEvent  # noqa: E402
 from poptrain.report.colors import OTHER_COLOR, MemberColors, member_colors, palette  # noqa: E402
 from poptrain.report.population import PopulationView  # noqa: E402
 from poptrain.report.schedule import build_schedule, lineage_segments, member_timeline  # noqa: E402
@@ -44,8 +45,8 @@ def colors_for(view: PopulationView) -> MemberColors:
 
 
 def best_of(view: PopulationView) -> int | None:
-    finals = {m: h[-1].objective for m, h in view.histories.items() if h and math.isfinite(h[-1].objective)}
-    return max(finals, key=lambda m: (finals[m], -m)) if finals else None
+    """The member ranked first (``PopulationView.ranking``: the order status and the engine use)."""
+    return view.best()
 
 
 def _fmt_frames(x: float, _pos: Any = None) -> str:
@@ -104,11 +105,11 @@ def plot_objective(view: PopulationView, colors: MemberColors | None = None) -> 
         ax.plot(xs, ys, color=colors.color(member), lw=colors.linewidth(member), alpha=colors.alpha(member),
                 zorder=colors.zorder(member), marker="o" if len(pts) < 30 and not colors.others else None,
                 ms=3)
-    exploits = [e for e in view.lineage if e.get("event") == "exploit" and e.get("source") is not None]
+    exploits = [e for e in view.lineage if e.event == "exploit" and e.source is not None]
     label = len(exploits) <= MAX_LABELS
     for event in exploits:
-        member, source = int(event["member"]), int(event["source"])
-        frames = int(event.get("frames") or 0)
+        member, source = event.member, int(event.source or 0)
+        frames = event.frames or 0
         low = _objective_at(view.histories.get(member) or [], frames, after=False)
         high = _source_objective(view, event)
         if high is None:
@@ -136,11 +137,10 @@ def plot_objective(view: PopulationView, colors: MemberColors | None = None) -> 
     return fig
 
 
-def _source_objective(view: PopulationView, event: Mapping[str, Any]) -> float | None:
-    source = int(event["source"])
-    it = event.get("source_iteration")
-    for meta in view.histories.get(source) or []:
-        if it is not None and meta.iteration == int(it) and math.isfinite(meta.objective):
+def _source_objective(view: PopulationView, event: LineageEvent) -> float | None:
+    it = event.source_iteration
+    for meta in view.histories.get(event.source or 0) or []:
+        if it is not None and meta.iteration == it and math.isfinite(meta.objective):
             return float(meta.objective)
     return None
 
@@ -160,12 +160,11 @@ def founders(view: PopulationView) -> dict[int, list[tuple[int, int]]]:
                 current = f
         return current
 
-    exploits = [e for e in view.lineage if e.get("event") == "exploit" and e.get("source") is not None]
-    for event in sorted(exploits, key=lambda e: float(e.get("time") or 0.0)):
-        member, source = int(event["member"]), int(event["source"])
-        raw_it = event.get("source_iteration")
-        src_it = int(raw_it) if raw_it is not None else 10**9
-        it = int(event.get("iteration") or 0)
+    exploits = [e for e in view.lineage if e.event == "exploit" and e.source is not None]
+    for event in sorted(exploits, key=lambda e: e.time):
+        member, source = event.member, int(event.source or 0)
+        src_it = event.source_iteration if event.source_iteration is not None else 10**9
+        it = event.iteration or 0
         changes.setdefault(member, [(0, member)]).append((it, founder_at(source, src_it)))
         changes[member].sort(key=lambda c: c[0])
     return changes
@@ -209,14 +208,13 @@ def plot_lineage(view: PopulationView, colors: MemberColors | None = None) -> Fi
             ax.plot(its, [row[member]], marker="s", color=founder_color.get(founder_at(member, its[0]),
                                                                                 "#d9d9d9"), zorder=1)
     for event in view.lineage:
-        if event.get("event") != "exploit" or event.get("source") is None:
+        if event.event != "exploit" or event.source is None:
             continue
-        member, source = int(event["member"]), int(event["source"])
+        member, source = event.member, event.source
         if member not in row or source not in row:
             continue
-        x0 = event.get("source_iteration")
-        x0 = int(x0) if x0 is not None else int(event.get("iteration") or 0)
-        x1 = int(event.get("iteration") or 0)
+        x1 = event.iteration or 0
+        x0 = event.source_iteration if event.source_iteration is not None else x1
         ax.annotate("", xy=(x1, row[member]), xytext=(x0, row[source]), zorder=2,
                     arrowprops={"arrowstyle": "-|>", "color": "#444444", "lw": 0.6 if n > 16 else 0.9,
                                 "alpha": 0.6, "shrinkA": 0, "shrinkB": 1,
@@ -250,8 +248,8 @@ def _trace_best(ax: Any, view: PopulationView, best: int, row: Mapping[int, int]
     for seg in segments:
         history = view.histories.get(seg.member) or []
         its = [m.iteration for m in history if seg.start_frames <= m.frames <= seg.end_frames]
-        if seg.via is not None and seg.via.get("iteration") is not None:
-            its = [int(seg.via["iteration"]), *its]
+        if seg.via is not None and seg.via.iteration is not None:
+            its = [seg.via.iteration, *its]
         if not its or seg.member not in row:
             continue
         xs += [min(its), max(its)]
@@ -273,7 +271,7 @@ def plot_params(view: PopulationView, colors: MemberColors | None = None) -> Fig
         return _empty(fig, axes[0][0], "no mutable hyperparameters recorded yet")
     fig.suptitle("Hyperparameters vs env frames (the schedules PBT discovered)")
     timelines: dict[int, list[Any]] = {
-        m: member_timeline(h, [e for e in view.lineage if _int(e.get("member")) == m])
+        m: member_timeline(h, [e for e in view.lineage if e.member == m])
         for m, h in view.histories.items()
     }
     best = best_of(view)
@@ -325,13 +323,6 @@ def plot_params(view: PopulationView, colors: MemberColors | None = None) -> Fig
 def plain_label(text: Any, limit: int = 80) -> str:
     """Workspace text as a matplotlib label: one line, no math text (``$\\frac{$`` failed at draw time)."""
     return shown(text, limit).replace("$", r"\$")
-
-
-def _int(value: Any) -> int | None:
-    try:
-        return None if value is None else int(value)
-    except (TypeError, ValueError):
-        return None
 
 
 def png_bytes(fig: Figure, dpi: int = 110) -> bytes:

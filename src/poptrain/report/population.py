@@ -17,8 +17,9 @@ from typing import Any
 
 import yaml
 
+from poptrain.pbt.lineage import LineageEvent
 from poptrain.pbt.params import STALE_AFTER_S, STALE_INTERVAL_FACTOR
-from poptrain.pbt.selection import interval_of, stale_limit_s
+from poptrain.pbt.ranking import is_stale_meta, ranked
 from poptrain.pbt.slot_status import read_slot_status
 from poptrain.pbt.workspace import MemberMeta, Workspace
 
@@ -41,7 +42,7 @@ class PopulationView:
     num_policies: int | None  #: population size from population.json (None when missing/corrupt)
     member_dirs: list[int]  #: member folders present (with or without valid metadata)
     histories: dict[int, list[MemberMeta]]  #: member -> valid metadata by iteration (members with any)
-    lineage: list[dict[str, Any]]  #: valid lineage events in file order
+    lineage: list[LineageEvent]  #: valid lineage events in file order
     best_meta: dict[str, Any] | None = None  #: best/meta.yaml when exported
     best_config: dict[str, Any] | None = None  #: best/config.yaml (the best member's full config)
     best_checkpoint: Path | None = None  #: best/checkpoint.pth when present
@@ -67,9 +68,20 @@ class PopulationView:
         if slot_state is not None:
             return slot_state
         # the engine's own rule: a member writing every hour is not stale after 10 minutes
-        if self.now - meta.time > stale_limit_s(interval_of(meta), self.stale_after_s, _STALE_FACTOR):
+        if is_stale_meta(meta, self.now, self.stale_after_s, _STALE_FACTOR):
             return "stale"
         return "running"
+
+    def ranking(self) -> list[int]:
+        """Members with a finite objective, best first, by ``poptrain.pbt.ranking.ranked`` (the engine's order):
+        members in state "stale" after every other one; a finished or parked member is not stale."""
+        metas = [meta for meta in map(self.latest, self.members()) if meta is not None]
+        return [meta.member for meta in ranked(metas, lambda meta: self.state(meta.member) == "stale")]
+
+    def best(self) -> int | None:
+        """The member ranked first (None when no member has a finite objective yet)."""
+        order = self.ranking()
+        return order[0] if order else None
 
     def mutable_keys(self) -> list[str]:
         """Every mutable param key seen in any metadata, sorted."""
@@ -101,8 +113,7 @@ def collect_warnings(logger_name: str = "poptrain.pbt") -> Iterator[list[str]]:
         logger.removeHandler(handler)
 
 
-def _read_population_json(root: Path, notes: list[str]) -> int | None:
-    path = root / "population.json"
+def _read_population_json(path: Path, notes: list[str]) -> int | None:
     if not path.exists():
         notes.append(f"{path.name} is missing (no member has started yet, or not a complete workspace)")
         return None
@@ -141,7 +152,7 @@ def load_population(
     notes: list[str] = []
     ws = Workspace(root, stale_after_s=stale_after_s)
     with collect_warnings() as warned:
-        num_policies = _read_population_json(root, notes)
+        num_policies = _read_population_json(ws.layout.population_path, notes)
         member_dirs = ws.members()
         histories: dict[int, list[MemberMeta]] = {}
         for member in member_dirs:
@@ -170,12 +181,13 @@ def load_population(
         lineage=lineage,
         notes=notes,
     )
-    best = root / "best"
+    layout = ws.layout
+    best = layout.best_dir
     if best.is_symlink():
         notes.append(f"{best} is a symbolic link; not followed, best policy not shown")
     elif best.is_dir():
-        view.best_meta = _read_yaml(best / "meta.yaml", notes)
-        view.best_config = _read_yaml(best / "config.yaml", notes)
-        ckpt = best / "checkpoint.pth"
+        view.best_meta = _read_yaml(layout.best_meta, notes)
+        view.best_config = _read_yaml(layout.best_config, notes)
+        ckpt = layout.best_checkpoint
         view.best_checkpoint = ckpt if ckpt.is_file() and not ckpt.is_symlink() else None
     return view

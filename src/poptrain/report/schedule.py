@@ -12,7 +12,7 @@ segment laid end to end.
 
 Inputs are plain data: ``histories`` maps member -> its metadata sorted by iteration (objects with
 ``member, iteration, frames, params`` attributes, e.g. ``poptrain.pbt.workspace.MemberMeta``), ``events``
-the lineage log's dicts (``event, member, source, source_iteration, iteration, frames, new_params``).
+the lineage log's ``poptrain.pbt.lineage.LineageEvent`` s (type-checked when read).
 """
 
 from __future__ import annotations
@@ -22,8 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-#: lineage events after which a member's hyperparameters may differ
-PARAM_EVENTS = ("exploit", "mutate")
+from poptrain.pbt.lineage import PARAM_EVENTS, LineageEvent
 
 
 class MetaLike(Protocol):
@@ -56,7 +55,7 @@ class Segment:
     start_frames: int  #: start, in that member's own frame counter
     end_frames: int  #: end, in that member's own frame counter
     replay_start: int  #: start, in replay frames (frames the weights had been trained before this stretch)
-    via: dict[str, Any] | None = None  #: the exploit event that ended the previous segment (None for the first)
+    via: LineageEvent | None = None  #: the exploit event that ended the previous segment (None for the first)
 
     @property
     def length(self) -> int:
@@ -100,9 +99,9 @@ class Schedule:
         return dict(current)
 
 
-def _events_of(events: Sequence[Mapping[str, Any]], member: int) -> list[Mapping[str, Any]]:
-    own = [e for e in events if _as_int(e.get("member")) == member and e.get("event") in PARAM_EVENTS]
-    return sorted(own, key=lambda e: (_as_int(e.get("frames")) or 0, float(e.get("time") or 0.0)))
+def _events_of(events: Sequence[LineageEvent], member: int) -> list[LineageEvent]:
+    own = [e for e in events if e.member == member and e.event in PARAM_EVENTS]
+    return sorted(own, key=lambda e: (e.frames or 0, e.time))
 
 
 def _as_int(value: Any) -> int | None:
@@ -112,7 +111,7 @@ def _as_int(value: Any) -> int | None:
         return None
 
 
-def member_timeline(history: Sequence[MetaLike], events: Sequence[Mapping[str, Any]]) -> list[ChangePoint]:
+def member_timeline(history: Sequence[MetaLike], events: Sequence[LineageEvent]) -> list[ChangePoint]:
     """Change points of one member's params in its own frames.
 
     The lineage events (exploit/mutate with ``new_params``) are the authority; the metadata fill in the
@@ -122,21 +121,18 @@ def member_timeline(history: Sequence[MetaLike], events: Sequence[Mapping[str, A
     """
     if not history and not events:
         return []
-    member = history[0].member if history else _as_int(events[0].get("member"))
-    own = _events_of(events, member) if member is not None else []
+    member = history[0].member if history else events[0].member
+    own = _events_of(events, member)
     start: dict[str, Any] = dict(history[0].params) if history else {}
-    if own and isinstance(own[0].get("old_params"), Mapping):
-        first_event_frames = _as_int(own[0].get("frames")) or 0
+    if own:
+        first_event_frames = own[0].frames or 0
         if not history or first_event_frames < history[0].frames:
             # the first metadata already shows the event's result: start from the params before it
-            start = {**start, **dict(own[0]["old_params"])}
+            start = {**start, **own[0].old_params}
     points = [ChangePoint(0, start, "start")]
     for event in own:
-        new = event.get("new_params")
-        if not isinstance(new, Mapping):
-            continue
-        frames = _as_int(event.get("frames")) or 0
-        points.append(ChangePoint(frames, {**_params_at(points, frames), **dict(new)}, str(event["event"])))
+        frames = event.frames or 0
+        points.append(ChangePoint(frames, {**_params_at(points, frames), **event.new_params}, event.event))
     points.sort(key=lambda p: p.frames)
     # reconcile with metadata: a change the log does not explain
     for prev, meta in zip(history, history[1:], strict=False):
@@ -171,33 +167,31 @@ def _frames_at_iteration(history: Sequence[MetaLike], iteration: int | None) -> 
 def lineage_segments(
     member: int,
     histories: Mapping[int, Sequence[MetaLike]],
-    events: Sequence[Mapping[str, Any]],
+    events: Sequence[LineageEvent],
     notes: list[str] | None = None,
 ) -> list[Segment]:
     """Follow ``member``'s weights back through exploits; the segments oldest first (replay_start filled)."""
     notes = notes if notes is not None else []
     history = histories.get(member) or []
-    end = history[-1].frames if history else max((_as_int(e.get("frames")) or 0 for e in events
-                                                   if _as_int(e.get("member")) == member), default=0)
-    backwards: list[tuple[int, int, int, Mapping[str, Any] | None]] = []
+    end = history[-1].frames if history else max((e.frames or 0 for e in events if e.member == member), default=0)
+    backwards: list[tuple[int, int, int, LineageEvent | None]] = []
     current, seen = member, 0
     limit = len(events) + 1
     while True:
         exploits = [e for e in _events_of(events, current)
-                    if e.get("event") == "exploit" and (_as_int(e.get("frames")) or 0) <= end
-                    and _as_int(e.get("source")) is not None]
+                    if e.event == "exploit" and (e.frames or 0) <= end and e.source is not None]
         if not exploits or seen >= limit:
             if seen >= limit:
                 notes.append(f"lineage of member {member} loops; cut after {limit} exploits")
             backwards.append((current, 0, end, None))
             break
         event = exploits[-1]
-        start = _as_int(event.get("frames")) or 0
+        start = event.frames or 0
         backwards.append((current, start, end, event))
-        source = _as_int(event.get("source"))
+        source = event.source
         assert source is not None
-        src_iter = _as_int(event.get("source_iteration"))
-        src_frames = _as_int(event.get("source_frames"))
+        src_iter = event.source_iteration
+        src_frames = _as_int(event.extra.get("source_frames"))  # optional, not type-checked by the reader
         if src_frames is None:
             src_frames = _frames_at_iteration(histories.get(source) or [], src_iter)
         if src_frames is None:
@@ -209,13 +203,13 @@ def lineage_segments(
     offset = 0
     for who, start, stop, via in reversed(backwards):
         stop = max(stop, start)
-        segments.append(Segment(who, start, stop, offset, dict(via) if via is not None else None))
+        segments.append(Segment(who, start, stop, offset, via))
         offset += stop - start
     return segments
 
 
 def build_schedule(
-    member: int, histories: Mapping[int, Sequence[MetaLike]], events: Sequence[Mapping[str, Any]]
+    member: int, histories: Mapping[int, Sequence[MetaLike]], events: Sequence[LineageEvent]
 ) -> Schedule:
     """The schedule of ``member``'s weight lineage: (replay frames, params) change points."""
     notes: list[str] = []
@@ -225,7 +219,7 @@ def build_schedule(
     for seg in segments:
         if seg.member not in timelines:
             timelines[seg.member] = member_timeline(histories.get(seg.member) or [], [
-                e for e in events if _as_int(e.get("member")) == seg.member])
+                e for e in events if e.member == seg.member])
         timeline = timelines[seg.member]
         first_reason = "start" if seg.via is None else "exploit"
         candidates = [(seg.start_frames, _params_at(timeline, seg.start_frames), first_reason)]

@@ -71,7 +71,8 @@ def _finite_json(value: Any) -> Any:
 
 
 def status_rows(view: PopulationView) -> list[StatusRow]:
-    """Rows sorted best first (rank), members without a finite objective last (by index)."""
+    """Rows sorted best first (rank: ``PopulationView.ranking``, stale members after the others), members without
+    a finite objective last (by index)."""
     rows: list[StatusRow] = []
     for member in view.members():
         meta = view.latest(member)
@@ -93,8 +94,8 @@ def status_rows(view: PopulationView) -> list[StatusRow]:
             experiment=meta.experiment,
             **_window_fields(meta),
         ))
-    ranked = sorted((r for r in rows if math.isfinite(r.objective)), key=lambda r: (-r.objective, r.member))
-    ranks = {r.member: i + 1 for i, r in enumerate(ranked)}
+    # one order for the engine, status, the report and best/ (pbt.ranking): stale members after every other one
+    ranks = {member: i + 1 for i, member in enumerate(view.ranking())}
     rows = [StatusRow(**{**r.__dict__, "rank": ranks.get(r.member)}) for r in rows]
     return sorted(rows, key=lambda r: (r.rank is None, r.rank or 0, r.member))
 
