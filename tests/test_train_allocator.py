@@ -1,4 +1,4 @@
-"""train.tune_allocator: freed tensor memory stays in the heap and is reused instead of going back to the OS.
+"""allocator.tune_allocator: freed tensor memory stays in the heap and is reused instead of going back to the OS.
 
 What the tuning controls is glibc's own bookkeeping (mallinfo2), not how the kernel backs the pages: a page-fault
 count depends on transparent huge pages (9 k-163 k faults for the same churn on two machines), so it is not asserted.
@@ -15,7 +15,7 @@ import pytest
 
 CHURN = """
 import ctypes, json, torch
-from poptrain.train import tune_allocator
+from poptrain.allocator import tune_allocator
 
 class MallInfo2(ctypes.Structure):  # glibc >= 2.33, every field a size_t
     _fields_ = [(f, ctypes.c_size_t) for f in

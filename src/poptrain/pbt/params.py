@@ -31,6 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from poptrain.errors import ConfigError
+from poptrain.overrides import MISSING as _MISSING
+from poptrain.overrides import lookup
 from poptrain.pbt.mutation import MutationSpec, parse_spec
 
 REPLACE_RULES = ("fraction", "threshold", "quantile")
@@ -44,7 +46,6 @@ _IGE_RULE_KEYS = (
     "replace_threshold_frac_absolute",
 )
 _IL_AGENT_PREFIX, _OUR_AGENT_PREFIX = "agent.", "train."
-_MISSING = object()
 
 
 @dataclass(frozen=True)
@@ -341,17 +342,6 @@ def rule_choice(pbt_cfg: Mapping[str, Any]) -> tuple[str, str]:
     if agent_keys and not ige_keys:
         return "threshold", "Isaac Lab-style block: mutation keys are spelled agent.params.config.*"
     return "fraction", "default (IsaacGymEnvs' rule); set pbt.replace_rule to choose"
-
-
-def lookup(cfg: Any, dotted: str) -> Any:
-    """Value at ``a.b.c`` in nested mappings (OmegaConf DictConfig included); ``_MISSING`` when absent."""
-    node = cfg
-    for part in dotted.split("."):
-        if isinstance(node, Mapping) and part in node:
-            node = node[part]
-        else:
-            return _MISSING
-    return node
 
 
 def _as_number(v: Any) -> int | float | None:
