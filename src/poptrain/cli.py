@@ -50,7 +50,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def play_argv(path: str, extra: Sequence[str]) -> list[str]:
     """The ``poptrain.train`` command that plays PATH (run dir, workspace, or .pth) with its own config."""
-    from poptrain.overrides import config_overrides, merge_overrides
+    from poptrain.overrides import config_overrides, merge_overrides, render
 
     p = Path(path)
     if p.is_file():
@@ -80,7 +80,7 @@ def play_argv(path: str, extra: Sequence[str]) -> list[str]:
         overrides = config_overrides(saved)
     else:
         log.warning("no config.yaml beside %s: playing with the default config plus your overrides", checkpoint)
-    overrides = merge_overrides([*overrides, "test=True", f"checkpoint={checkpoint}"], list(extra))
+    overrides = merge_overrides([*overrides, "test=True", render("checkpoint", str(checkpoint))], list(extra))
     return train_argv(overrides)
 
 

@@ -196,7 +196,7 @@ def config_overrides(saved: Mapping[str, Any]) -> list[str]:
     task = saved.get("task", {}).get("name") if isinstance(saved.get("task"), Mapping) else None
     if not task:
         raise ConfigError("the saved config has no task.name; cannot tell which task it was trained on")
-    base = [f"task={task}"]
+    base = [render("task", task)]
     saved = _resolved(saved)
     flat = {k: v for k, v in flatten(saved).items() if _wanted(k)}
     # keys of a saved config become argv: the same rule as every other workspace key (one warning)

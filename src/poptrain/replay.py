@@ -127,9 +127,10 @@ def segment_argv(plan: ReplayPlan, segment: ReplaySegment, train_dir: str | Path
     """The command of one segment (an argv list)."""
     # last gate (plans built without vet_schedule too): never a key the rule refuses
     params = [render(key, value) for key, value in sorted(segment.params.items()) if not refusal(key)]
-    run = [f"train_dir={train_dir}", f"experiment={experiment}", f"max_iterations={segment.max_iterations}"]
+    run = [render("train_dir", str(train_dir)), render("experiment", experiment),
+           render("max_iterations", segment.max_iterations)]  # fmt: skip
     if checkpoint:
-        run.append(f"checkpoint={checkpoint}")
+        run.append(render("checkpoint", checkpoint))
     overrides = merge_overrides([*plan.base_overrides, *params, *run], list(extra))
     return [sys.executable, "-m", "poptrain.train", *overrides]
 
