@@ -87,6 +87,7 @@ def adapter_in_rollout(task: str, num_envs: int, device: str, cache: str, epochs
     from hydra import compose, initialize_config_dir
 
     from poptrain import rlg, train
+    from poptrain.build import setup_torch
     from poptrain.tasks.playground import action_crossing
 
     adapter_t: list[float] = []
@@ -146,7 +147,7 @@ def adapter_in_rollout(task: str, num_envs: int, device: str, cache: str, epochs
     try:
         with initialize_config_dir(str(train.CFG_DIR), version_base="1.3"):
             cfg = compose("config", overrides=overrides)
-        train._setup_torch(cfg)
+        setup_torch(cfg)
         started = time.perf_counter()
         result = train.run_training(cfg)
         total = time.perf_counter() - started

@@ -38,7 +38,7 @@ episode-return tracking per step            3 AverageMeters, nonzero + gathers, 
                                             observer dispatch; (c): sums, no sync   (c0): .any() sync
 per-epoch logging / checkpoints             TensorBoard scalars, stdout line, .pth   none
 
-Allocator: poptrain.train.tune_allocator() (glibc mallopt: freed tensor memory stays in the heap) is what
+Allocator: poptrain.allocator.tune_allocator() (glibc mallopt: freed tensor memory stays in the heap) is what
 ``python -m poptrain.train`` applies at start; this script applies it once before any run, so (a), (b), (c)
 and (c0) all run with it. ``--no-malloc-tuning`` runs everything with glibc's defaults instead (the state
 before that change: (b) then page-faults its batch buffers every epoch).
@@ -508,25 +508,21 @@ class _EpochStamps:
 
 
 def compose_cfg(num_envs: int, epochs: int, train_dir: str):
-    from hydra import compose, initialize_config_dir
-
-    from poptrain import train
+    from poptrain.config import compose
 
     overrides = [f"num_envs={num_envs}", f"max_iterations={epochs}", f"train_dir={train_dir}", "experiment=bench",
                  f"rl_device={DEVICE}", f"sim_device={DEVICE}"]
-    with initialize_config_dir(config_dir=str(train.CFG_DIR), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=overrides)
-    train.validate(cfg)
-    return cfg
+    return compose(*overrides)  # as python -m poptrain.train composes and checks it
 
 
 def rl_games_run(num_envs: int, epochs: int) -> Measurement:
     """(b) poptrain.train.run_training (Runner + rl_games agent + our task), stdout discarded."""
     from poptrain import train
+    from poptrain.build import setup_torch
 
     with tempfile.TemporaryDirectory() as tmp:
         cfg = compose_cfg(num_envs, epochs, tmp)
-        train._setup_torch(cfg)
+        setup_torch(cfg)
         stamps = _EpochStamps()
         with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
             result = train.run_training(cfg, observers=[stamps])
@@ -604,8 +600,8 @@ def main() -> None:
         parser.error(f"--device {args.device!r}: valid: cpu, or cuda[:N] where torch sees a GPU")
     DEVICE = args.device
     if args.no_malloc_tuning:
-        os.environ["POPTRAIN_MALLOC_TUNING"] = "0"  # also read by train._setup_torch inside (b)
-    from poptrain.train import tune_allocator
+        os.environ["POPTRAIN_MALLOC_TUNING"] = "0"  # also read by build.setup_torch inside (b)
+    from poptrain.allocator import tune_allocator
 
     tuned = tune_allocator()
     import rl_games.torch_runner  # noqa: F401  (import once, outside any timed region)
@@ -617,7 +613,7 @@ def main() -> None:
                        "rows": rows}, f, indent=1)
     print(f"\nthroughput (Cartpole on {DEVICE}; medians of {args.rounds} alternating rounds; {args.epochs} epochs per run, "
           f"the first {args.warmup} excluded as warm-up)")
-    print(f"malloc tuning (poptrain.train.tune_allocator) {'on' if tuned else 'off'} for every run")
+    print(f"malloc tuning (poptrain.allocator.tune_allocator) {'on' if tuned else 'off'} for every run")
     print("wall: frames per wall-clock second; cpu: frames per second of this process' CPU time "
           "(less disturbed by other jobs)")
     print(f"{'envs':>6} {'clock':>5} {'(a) step+infer':>15} {'(b) rl_games':>13} {'(c) same math':>14} "

@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hydra import compose, initialize_config_dir
-
 from poptrain import train
+from poptrain.build import setup_torch
+from poptrain.config import compose
 
 log = logging.getLogger(__name__)
 
@@ -82,11 +82,8 @@ class RunResult:
 def run(task: str, overrides: list[str], train_dir: str = "/tmp/poptrain_learning") -> RunResult:
     """Train ``task`` with ``overrides`` in this process; return its figures."""
     all_overrides = [f"task={task}", f"train_dir={train_dir}", *overrides]
-    with initialize_config_dir(config_dir=str(train.CFG_DIR), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=all_overrides)
-    train.validate(cfg)
-    train.resolve_seed(cfg)
-    train._setup_torch(cfg)
+    cfg = compose(*all_overrides)  # exactly as python -m poptrain.train composes and checks it
+    setup_torch(cfg)
     tracker = SuccessTracker()
     result = train.run_training(cfg, observers=[tracker])
     wall = time.perf_counter() - tracker.start

@@ -1,4 +1,4 @@
-"""train.tune_allocator: freed tensor memory stays in the heap and is reused instead of going back to the OS.
+"""allocator.tune_allocator: freed tensor memory stays in the heap and is reused instead of going back to the OS.
 
 What the tuning controls is glibc's own bookkeeping (mallinfo2), not how the kernel backs the pages: a page-fault
 count depends on transparent huge pages (9 k-163 k faults for the same churn on two machines), so it is not asserted.
@@ -15,7 +15,7 @@ import pytest
 
 CHURN = """
 import ctypes, json, torch
-from poptrain.train import tune_allocator
+from poptrain.allocator import tune_allocator
 
 class MallInfo2(ctypes.Structure):  # glibc >= 2.33, every field a size_t
     _fields_ = [(f, ctypes.c_size_t) for f in
@@ -59,8 +59,10 @@ def test_tuned_allocator_keeps_freed_tensor_memory_in_the_heap_for_reuse():
     # ... freeing them keeps them in the heap (1 GiB trim threshold) instead of returning them to the OS ...
     assert stats["heap_free_after"] >= 32 * MIB, stats
     # ... and 20 more rounds of the same churn reuse that memory: without reuse the heap would grow by 32 MiB a
-    # round (640 MiB); measured growth is ~4 MiB (torch's own first-use allocations), one round is the bound
-    assert stats["heap_after_churn"] - stats["heap_after_first"] < 32 * MIB, stats
+    # round (640 MiB). Measured growth is 4-32 MiB (torch's own first-use allocations and where they land between
+    # the freed blocks: 8-32 MiB over 8 runs once fewer modules were imported before the churn), so the bound is
+    # 4 rounds: 5x below what no reuse gives, and not at the edge of what reuse gives
+    assert stats["heap_after_churn"] - stats["heap_after_first"] < 4 * 32 * MIB, stats
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc mallopt")

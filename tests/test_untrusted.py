@@ -136,7 +136,7 @@ def test_append_lineage_refuses_a_record_its_reader_would_skip(tmp_path):
 def test_play_overrides_from_a_forged_saved_config_read_no_environment_and_no_hostile_keys(
     monkeypatch, caplog
 ):
-    from poptrain.report.overrides import config_overrides
+    from poptrain.overrides import config_overrides
 
     monkeypatch.setenv("POPTRAIN_TEST_SECRET", "s3cr3t-value")
     saved = {

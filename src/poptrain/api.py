@@ -12,13 +12,16 @@ hyperparameters, save and load. For notebooks and other tuners (Optuna, Ray Tune
         trainer.train(epochs=10)
         trainer.load(path)                              # weights, optimizer and normaliser back
 
-``compose`` is the same Hydra composition as ``python -m poptrain.train`` (same overrides, same errors).
+``compose`` is ``poptrain.config.compose``: the same checks, Hydra composition and ``prepare`` step as
+``python -m poptrain.train`` (same overrides, same errors); ``Trainer`` builds task and agent with
+``poptrain.build`` as the CLI does.
 ``Trainer.train`` runs rl_games' own ``train_epoch`` and the same per-epoch bookkeeping as rl_games' ``train()``
 loop (frame counter, TensorBoard stats, the observers' ``after_print_stats``), ``epochs`` at a time; it does not
 end at ``max_epochs`` (the caller decides). The objective is what PBT ranks by: the task's ``true_objective``
 when it publishes one, else the episode return, over the last ``max(100, num_envs)`` finished episodes, with
 its standard error (``poptrain.pbt.noise.window_stats``). Parameters that can change live are those of
-``poptrain.pbt.live``; any other key needs a new ``Trainer`` built from a composed config.
+``poptrain.pbt.live``; any other key needs a new ``Trainer`` built from a composed config. ``get_params`` and
+``set_params`` work on any rl_games agent: the PBT observer changes its member's live hyperparameters through them.
 
 ``poptrain train`` (``poptrain.train.run_training``) keeps rl_games' own loop: its PBT observer restarts the
 process with os.execv, which a library call must not do.
@@ -35,28 +38,44 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 
+from poptrain.build import agent_state, make_runner, setup_torch
+from poptrain.config import compose
 from poptrain.errors import ConfigError
 from poptrain.pbt import live
 from poptrain.pbt.noise import WindowStats, window_stats
 
-__all__ = ["Trainer", "WindowStats", "compose"]
+__all__ = ["Trainer", "WindowStats", "compose", "get_params", "live_keys", "set_params"]
 
 DEFAULT_WINDOW = 100  # finished episodes, at least num_envs (as the PBT observer's objective window)
 
 
-def compose(*overrides: str) -> DictConfig:
-    """The composed, validated config for ``overrides`` (``key=value`` strings, as on the command line)."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
+def live_keys(agent: Any) -> list[str]:
+    """Every key that can change in this running agent: PPO keys its schedule leaves alone, and the keys its task
+    declares live (``task.env.*``)."""
+    task_keys = [live.TASK_PREFIX + k for k in getattr(live.task_of(agent), "live_params", {})]
+    return sorted(k for k in [*live.LIVE_KEYS, *task_keys] if live.is_live(k, agent))
 
-    from poptrain.train import CFG_DIR, check_overrides, resolve_seed, validate
 
-    check_overrides(list(overrides))  # one ConfigError naming the bad value and the valid ones
-    with initialize_config_dir(config_dir=str(CFG_DIR), version_base="1.3"):
-        cfg = hydra_compose(config_name="config", overrides=list(overrides))
-    validate(cfg)
-    resolve_seed(cfg)
-    return cfg
+def get_params(agent: Any, keys: Sequence[str] | None = None) -> dict[str, Any]:
+    """Current values of live hyperparameters as the running ``agent`` (and its task) use them (full dotted keys;
+    default: every live key). ConfigError naming any key that is not live in this agent."""
+    wanted = list(keys) if keys is not None else live_keys(agent)
+    unknown = [k for k in wanted if not live.is_live(k, agent)]
+    if unknown:
+        raise ConfigError(f"not live hyperparameters here: {unknown} (live: {', '.join(live_keys(agent))})")
+    return live.read_live(agent, wanted)
+
+
+def set_params(agent: Any, params: Mapping[str, Any]) -> None:
+    """Change live hyperparameters in the running ``agent`` (effective from its next epoch / env step). Checks
+    every key first: ConfigError naming the keys that cannot change live, and nothing changed."""
+    not_live = [k for k in params if not live.is_live(k, agent)]
+    if not_live:
+        raise ConfigError(
+            f"cannot change {not_live} in a running agent (live here: {', '.join(live_keys(agent))}); "
+            "compose a new config and build a new Trainer"
+        )
+    live.apply_live(agent, params)
 
 
 class _ObjectiveWindow:
@@ -88,25 +107,17 @@ class Trainer:
     """One task + one rl_games agent, trained ``epochs`` at a time (see the module docstring)."""
 
     def __init__(self, cfg: DictConfig, observers: Sequence[Any] = ()):
-        from rl_games.torch_runner import Runner
-
-        from poptrain import rlg
-        from poptrain.train import _make_save_atomic, _setup_torch, rlg_params, task_factory
-
         if cfg.get("pbt") and cfg.pbt.get("enabled", False):
             raise ConfigError(
                 "api.Trainer runs one agent without the PBT observer (it would restart the process); "
                 "compose with pbt=no_pbt, or launch a population with poptrain-launch"
             )
-        _setup_torch(cfg)
+        setup_torch(cfg)
         self.cfg = cfg
         self._window = _ObjectiveWindow(DEFAULT_WINDOW)
-        rlg.set_task_factory(task_factory(cfg))
-        self._observer = rlg.MultiObserver([self._window, *observers])
-        runner = Runner(algo_observer=self._observer)
-        runner.load({"params": rlg_params(cfg)})
+        runner = make_runner(cfg, [self._window, *observers])  # the CLI's builder: atomic, portable saves included
+        self._observer = runner.algo_observer
         self.agent: Any = runner.algo_factory.create(runner.algo_name, base_name="run", params=runner.params)
-        _make_save_atomic(self.agent)
         if cfg.checkpoint:
             self.load(str(cfg.checkpoint))
         self._started = False
@@ -155,35 +166,19 @@ class Trainer:
 
     # ---- hyperparameters -----------------------------------------------------------------------------
     def get_params(self, keys: Sequence[str] | None = None) -> dict[str, Any]:
-        """Current values of live hyperparameters (full dotted keys; default: every live key)."""
-        wanted = list(keys) if keys is not None else sorted(live.LIVE_KEYS)
-        unknown = [k for k in wanted if k not in live.LIVE_KEYS]
-        if unknown:
-            raise ConfigError(
-                f"not live hyperparameters: {unknown} (live: {', '.join(sorted(live.LIVE_KEYS))})"
-            )
-        return live.read_live(self.agent, [k for k in wanted if live.is_live(k, self.agent)])
+        """Current values of live hyperparameters (full dotted keys; default: every live key): ``get_params``."""
+        return get_params(self.agent, keys)
 
     def set_params(self, params: Mapping[str, Any]) -> None:
-        """Change live hyperparameters in the running agent (effective from the next epoch)."""
-        not_live = [k for k in params if not live.is_live(k, self.agent)]
-        if not_live:
-            raise ConfigError(
-                f"cannot change {not_live} in a running agent (live here: "
-                f"{', '.join(sorted(k for k in live.LIVE_KEYS if live.is_live(k, self.agent)))}); "
-                "compose a new config and build a new Trainer"
-            )
-        live.apply_live(self.agent, params)
+        """Change live hyperparameters in the running agent (effective from the next epoch): ``set_params``."""
+        set_params(self.agent, params)
 
     # ---- checkpoints ---------------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
         """Write weights, optimizer, normaliser and counters atomically; return the path."""
         from poptrain.checkpoints import atomic_torch_save
-        from poptrain.pbt.observer import _plain
 
-        state = _plain(self.agent.get_full_state_weights())
-        state.pop("env_state", None)
-        return atomic_torch_save(state, Path(path))
+        return atomic_torch_save(agent_state(self.agent), Path(path))
 
     def load(self, path: str | Path) -> None:
         """Load a checkpoint written by ``save`` or by training (rl_games format), counters included."""

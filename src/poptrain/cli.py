@@ -51,7 +51,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def play_argv(path: str, extra: Sequence[str]) -> list[str]:
     """The ``poptrain.train`` command that plays PATH (run dir, workspace, or .pth) with its own config."""
-    from poptrain.report.overrides import config_overrides, merge_overrides
+    from poptrain.overrides import config_overrides, merge_overrides, render
 
     p = Path(path)
     if p.is_file():
@@ -82,7 +82,7 @@ def play_argv(path: str, extra: Sequence[str]) -> list[str]:
         overrides = config_overrides(saved)
     else:
         log.warning("no config.yaml beside %s: playing with the default config plus your overrides", checkpoint)
-    overrides = merge_overrides([*overrides, "test=True", f"checkpoint={checkpoint}"], list(extra))
+    overrides = merge_overrides([*overrides, "test=True", render("checkpoint", str(checkpoint))], list(extra))
     return train_argv(overrides)
 
 
@@ -188,7 +188,7 @@ def print_schedule(schedule: Any) -> None:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from poptrain.report import replay
+    from poptrain import replay
     from poptrain.report.schedule import build_schedule
     from poptrain.untrusted import safe_overrides
 
@@ -207,9 +207,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if args.print:
         return 0
     first = schedule.points[0].params if schedule.points else {}
-    from poptrain.report.overrides import hydra_value, merge_overrides
+    from poptrain.overrides import merge_overrides, render
 
-    fpe = replay.frames_per_epoch(merge_overrides(base, [f"{k}={hydra_value(v)}" for k, v in first.items()]
+    fpe = replay.frames_per_epoch(merge_overrides(base, [render(k, v) for k, v in first.items()]
                                                   + list(args.overrides)))
     plan = replay.plan_segments(schedule, fpe, base)
     for line in replay.describe(plan):

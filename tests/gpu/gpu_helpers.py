@@ -26,16 +26,11 @@ def on_cuda(device: str) -> bool:
 
 def compose(*overrides: str) -> Any:
     """The composed, validated config of ``python -m poptrain.train <overrides>`` (torch set up as there)."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
+    from poptrain.build import setup_torch
+    from poptrain.config import compose as compose_config
 
-    from poptrain import train
-
-    with initialize_config_dir(config_dir=str(train.CFG_DIR), version_base="1.3"):
-        cfg = hydra_compose(config_name="config", overrides=list(overrides))
-    train.validate(cfg)
-    train.resolve_seed(cfg)
-    train._setup_torch(cfg)
+    cfg = compose_config(*overrides)
+    setup_torch(cfg)
     return cfg
 
 

@@ -56,7 +56,7 @@ def test_checkpoints_written_on_the_device_hold_cpu_tensors(trained):
 def test_play_on_the_device_is_deterministic(trained, device, monkeypatch):
     from rl_games.torch_runner import Runner
 
-    from poptrain.train import run_play
+    from poptrain.play import run_play
 
     result, _ = trained
     players = []

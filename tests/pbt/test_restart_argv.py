@@ -6,7 +6,8 @@ import sys
 import pytest
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
-from poptrain.pbt.restart import hydra_value, merge_overrides, override_key, restart_argv
+from poptrain.overrides import hydra_value, override_key
+from poptrain.pbt.restart import merge_overrides, restart_argv
 
 PARSER = OverridesParser.create()
 

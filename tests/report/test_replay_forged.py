@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from synthetic import LR
 
+from poptrain import replay
 from poptrain.cli import main
 from poptrain.pbt.workspace import MemberMeta, Workspace
-from poptrain.report import replay
 
 ENT = "train.params.config.entropy_coef"
 

@@ -14,9 +14,9 @@ from synthetic import LR, simulate
 
 from poptrain.cli import main
 from poptrain.pbt.workspace import MemberMeta, Workspace
+from poptrain.replay import base_overrides, plan_segments, segment_argv
 from poptrain.report.locate import find_workspace
 from poptrain.report.population import load_population
-from poptrain.report.replay import base_overrides, plan_segments, segment_argv
 from poptrain.report.schedule import build_schedule
 from poptrain.report.status import status_rows
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import yaml
 
 from poptrain.cli import main, play_argv
+from poptrain.overrides import compose, flatten
 from poptrain.pbt.workspace import Workspace
-from poptrain.report.overrides import compose, flatten
 
 
 def test_play_uses_best_checkpoint_and_its_own_config(run_dir: Path, workspace: Path) -> None:

@@ -185,9 +185,9 @@ def test_the_engine_treats_declared_task_keys_as_live_on_a_real_agent(agent):
 def test_env_mutation_sets_are_entirely_live_so_they_never_restart(task, mutation, tmp_path):
     from types import SimpleNamespace
 
+    from poptrain.build import task_factory
     from poptrain.pbt.params import PbtSettings
     from poptrain.rlg import TaskVecEnv
-    from poptrain.train import task_factory
 
     with initialize_config_dir(config_dir=str(CFG_DIR), version_base="1.3"):
         cfg = compose(

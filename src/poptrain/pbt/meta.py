@@ -66,10 +66,12 @@ def to_float(value: Any) -> float:
 
 def plain_state(state: Any, where: str = "state") -> Any:
     """Make a checkpoint loadable with ``torch.load(weights_only=True)``: numpy scalars become Python numbers,
-    numpy arrays become tensors, containers are rebuilt; anything else raises WorkspaceError naming the key.
-    (rl_games puts a numpy scalar in ``last_mean_rewards``, which weights-only loading refuses.)"""
+    numpy arrays become tensors, tensors move to the CPU (a file written on a GPU loads anywhere), containers
+    are rebuilt; anything else raises WorkspaceError naming the key. The one numpy-to-plain converter for
+    checkpoints (agent saves, PBT checkpoints, ``api.Trainer.save``). (rl_games puts a numpy scalar in
+    ``last_mean_rewards``, which weights-only loading refuses.)"""
     if isinstance(state, torch.Tensor):
-        return state
+        return state.detach().cpu()
     if isinstance(state, np.ndarray):
         return torch.from_numpy(np.array(state))
     if isinstance(state, np.generic):  # before the Python types: np.float64 subclasses float

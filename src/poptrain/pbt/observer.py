@@ -42,8 +42,11 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from rl_games.common.algo_observer import AlgoObserver
 
+from poptrain import api
+from poptrain.build import agent_state
 from poptrain.checkpoints import atomic_torch_save
 from poptrain.errors import ConfigError, WorkspaceError
+from poptrain.overrides import lookup
 from poptrain.pbt import live, search
 from poptrain.pbt.layout import checkpoint_name
 from poptrain.pbt.mutation import mutate
@@ -265,28 +268,6 @@ def _resume_point(ws: Workspace, member: int) -> MemberMeta | None:
     return None
 
 
-def _plain(value: Any) -> Any:
-    """Convert numpy scalars / 0-d tensors in a checkpoint dict to plain Python (weights_only-loadable)."""
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return type(value)(_plain(v) for v in value)
-    if isinstance(value, torch.Tensor):
-        return value.detach().cpu().clone()
-    if hasattr(value, "item") and hasattr(value, "dtype"):  # numpy scalar / 0-d array
-        return value.item()
-    return value
-
-
-def _lookup(infos: Any, dotted: str) -> Any:
-    node = infos
-    for part in dotted.split("."):
-        if not isinstance(node, Mapping) or part not in node:
-            return None
-        node = node[part]
-    return node
-
-
 class PbtAlgoObserver(AlgoObserver):
     """See the module docstring. ``start``: what ``initial_pbt_check`` decided (``StartInfo()``: a fresh start
     without a claim); ``cfg`` already carries its changes (resumed or initially mutated hyperparameters)."""
@@ -371,7 +352,7 @@ class PbtAlgoObserver(AlgoObserver):
     def _objective_values(self, infos: Any, ids: torch.Tensor) -> torch.Tensor:
         key = str(self.settings.objective or "")
         if key:
-            value = _lookup(infos, key)
+            value = lookup(infos, key, None)
             if value is None:
                 avail = sorted(infos) if isinstance(infos, Mapping) else type(infos).__name__
                 raise ConfigError(f"pbt.objective={key!r} is not in the env infos; available keys: {avail}")
@@ -413,9 +394,7 @@ class PbtAlgoObserver(AlgoObserver):
 
     # ---- one PBT iteration ---------------------------------------------------------------------------
     def _state(self) -> dict[str, Any]:
-        state = _plain(self.algo.get_full_state_weights())
-        state.pop("env_state", None)
-        return state
+        return agent_state(self.algo)
 
     def metadata(self, frames: int, objective: float, finished: bool = False) -> MemberMeta:
         """The metadata this member writes at ``frames`` (its workspace record of this iteration)."""
@@ -590,10 +569,10 @@ class PbtAlgoObserver(AlgoObserver):
             self.carried_objective = float(leader.objective)
             # the leader's optimizer state carries the leader's lr: re-apply every live key we track
             # (except keys the training loop overwrites: issue 14, search.dead_set)
-            live.apply_live(self.algo, {k: v for k, v in new.items() if live.is_live(k, self.algo) and k not in self.dead})
+            api.set_params(self.algo, {k: v for k, v in new.items() if live.is_live(k, self.algo) and k not in self.dead})
             self.params = new
             # what the running agent and env now use (task keys read back from the task itself)
-            applied = live.read_live(self.algo, differs)
+            applied = api.get_params(self.algo, differs)
             self.ws.append_lineage("exploit", self.member, mode="hot_swap",
                                    latency_s=time.time() - decision_time, applied=applied, **event)
             return
@@ -623,10 +602,10 @@ class PbtAlgoObserver(AlgoObserver):
         event = dict(source=None, source_iteration=None, iteration=self.iteration, frames=frames,
                      old_params=old, new_params=new, changed=changed)
         if live.all_live(changed, self.algo):
-            live.apply_live(self.algo, {k: new[k] for k in changed})
+            api.set_params(self.algo, {k: new[k] for k in changed})
             self.params = new
             self.ws.append_lineage("mutate", self.member, mode="hot_swap",
-                                   applied=live.read_live(self.algo, changed), **event)
+                                   applied=api.get_params(self.algo, changed), **event)
             return
         self.ws.append_lineage("mutate", self.member, mode="restart", **event)
         self._restart(new, self._state(), decision_time, "mutate", self.objective())

@@ -34,6 +34,8 @@ from pathlib import Path
 from typing import Any
 
 from poptrain.errors import ConfigError
+from poptrain.overrides import MISSING as _MISSING
+from poptrain.overrides import lookup
 from poptrain.pbt.explore import EXPLORE_MODES, search_dims
 from poptrain.pbt.fields import as_number, check_fields, plain_defaults, setting
 from poptrain.pbt.mutation import MutationSpec, parse_spec
@@ -49,7 +51,6 @@ _IGE_RULE_KEYS = (
     "replace_threshold_frac_absolute",
 )
 _IL_AGENT_PREFIX, _OUR_AGENT_PREFIX = "agent.", "train."
-_MISSING = object()
 
 #: seconds: the floor of the staleness limit; the engine, the workspace readers and ``poptrain status`` use this
 #: one default (they disagreed: 600 s here, 3600 s in the workspace and the report)
@@ -330,15 +331,6 @@ def rule_choice(pbt_cfg: Mapping[str, Any]) -> tuple[str, str]:
     return "fraction", "default (IsaacGymEnvs' rule); set pbt.replace_rule to choose"
 
 
-def lookup(cfg: Any, dotted: str) -> Any:
-    """Value at ``a.b.c`` in nested mappings (OmegaConf DictConfig included); ``_MISSING`` when absent."""
-    node = cfg
-    for part in dotted.split("."):
-        if isinstance(node, Mapping) and part in node:
-            node = node[part]
-        else:
-            return _MISSING
-    return node
 
 
 def _is_seq(v: Any) -> bool:

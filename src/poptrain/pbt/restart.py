@@ -1,84 +1,24 @@
 """Restart a population member with new hyperparameters: argv rebuilt from overrides, then os.execv.
 
 The argv is ``[python, -m, poptrain.train, *kept overrides, *new params, checkpoint=...]`` where every
-value is rendered in Hydra's override grammar (quoted when it holds spaces, ``=``, quotes, ...), so values
-survive the round trip exactly. No string surgery on a joined command line.
+value is rendered in Hydra's override grammar by ``poptrain.overrides.render`` (quoted when it holds spaces,
+``=``, quotes, ...), so values survive the round trip exactly. No string surgery on a joined command line.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
 import os
-import re
 import sys
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from poptrain.overrides import override_key, render
+
 log = logging.getLogger(__name__)
 
 RESTART_ENV = "POPTRAIN_PBT_RESTART"
-
-_PLAIN = re.compile(r"^[A-Za-z0-9_./:+-]+$")
-_RESERVED_WORDS = {"true", "false", "null", "nan", "inf", "-inf", "none"}
-
-
-def hydra_value(value: Any) -> str:
-    """Render ``value`` for a Hydra command-line override so it parses back to the same value."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if value is None:
-        return "null"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "nan"
-        if math.isinf(value):
-            return "inf" if value > 0 else "-inf"
-        return repr(value)
-    if isinstance(value, (list, tuple)):
-        return "[" + ",".join(hydra_value(v) for v in value) + "]"
-    if isinstance(value, Mapping):
-        return "{" + ",".join(f"{k}:{hydra_value(v)}" for k, v in value.items()) + "}"
-    text = str(value)
-    if text and _PLAIN.match(text) and text.lower() not in _RESERVED_WORDS and not _looks_numeric(text):
-        return text
-    return f"'{_escape_quoted(text)}'"
-
-
-def _escape_quoted(text: str) -> str:
-    """Hydra quoted-string escaping: ``'`` becomes ``\\'`` and only backslashes that precede a quote
-    (an escaped one or the closing one) are doubled; other backslashes stay literal."""
-    out: list[str] = []
-    run = 0  # backslashes seen just before the current position
-    for ch in text:
-        if ch == "\\":
-            run += 1
-            continue
-        if ch == "'":
-            out.append("\\" * (2 * run) + "\\'")
-        else:
-            out.append("\\" * run + ch)
-        run = 0
-    out.append("\\" * (2 * run))  # a trailing run precedes the closing quote
-    return "".join(out)
-
-
-def _looks_numeric(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
-
-
-def override_key(override: str) -> str:
-    """The config key an override sets (``+a.b=1`` -> ``a.b``; ``~a`` -> ``a``)."""
-    key = override.split("=", 1)[0]
-    return key.lstrip("+~")
-
 
 def merge_overrides(overrides: Iterable[str], values: Mapping[str, Any]) -> list[str]:
     """``overrides`` without those that set a key of ``values``, then ``key=value`` for each of ``values``.
@@ -94,7 +34,7 @@ def merge_overrides(overrides: Iterable[str], values: Mapping[str, Any]) -> list
             continue
         head = o.split("=", 1)[0]
         prefix[key] = "++" if head.startswith(("++", "~")) else "+" if head.startswith("+") else ""
-    return kept + [f"{prefix.get(k, '')}{k}={hydra_value(v)}" for k, v in values.items()]
+    return kept + [render(k, v, prefix.get(k, "")) for k, v in values.items()]
 
 
 def restart_argv(overrides: Iterable[str], values: Mapping[str, Any]) -> list[str]:

@@ -51,6 +51,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from poptrain import api
 from poptrain.checkpoints import atomic_write
 from poptrain.errors import ConfigError, PoptrainError
 from poptrain.pbt import live
@@ -441,7 +442,7 @@ class SlotRunner:
         m.weights = self._weights()
         m.frames = int(algo.frame)
         # as the agent sees them, not as last mutated: the adaptive schedule moves learning_rate every epoch
-        m.live_values = live.read_live(algo, [k for k in m.observer.keys if live.is_live(k, algo)])
+        m.live_values = api.get_params(algo, [k for k in m.observer.keys if live.is_live(k, algo)])
         task = live.task_of(algo)
         env = task_state(task)
         if env is not None:
@@ -464,7 +465,7 @@ class SlotRunner:
             setattr(algo, name, meter)
         # hyperparameters: every mutable key is live (checked at start)
         values = m.live_values if m.live_values is not None else m.observer.params
-        live.apply_live(algo, {k: v for k, v in values.items() if live.is_live(k, algo)})
+        api.set_params(algo, {k: v for k, v in values.items() if live.is_live(k, algo)})
         m.live_values = None
         task = live.task_of(algo)
         if m.rng is not None:
@@ -662,7 +663,7 @@ def compose_members(
     spec: SlotSpec, compose: Callable[[list[str]], DictConfig] | None = None
 ) -> list[DictConfig]:
     """One composed config per member: shared overrides + the member's own."""
-    from poptrain.train import CFG_DIR, check_overrides, register_resolvers, validate
+    from poptrain.config import CFG_DIR, check_overrides, register_resolvers, validate
 
     register_resolvers()
     if compose is None:
@@ -685,10 +686,8 @@ def compose_members(
 
 def run_slot(spec: SlotSpec) -> int:
     """Train every member of the slot to its budget; returns the exit code."""
-    from rl_games.torch_runner import Runner
-
-    from poptrain import rlg
-    from poptrain.train import _AtomicSaveObserver, _setup_torch, resolve_seed, rlg_params, task_factory
+    from poptrain.build import make_runner, setup_torch
+    from poptrain.config import resolve_seed
 
     cfgs = compose_members(spec)
     for cfg in cfgs:
@@ -698,11 +697,8 @@ def run_slot(spec: SlotSpec) -> int:
     base = copy.deepcopy(cfgs[0])
     OmegaConf.update(base, "train.params.config.full_experiment_name", f"slot_{spec.slot}", merge=False)
     base.checkpoint = ""
-    _setup_torch(base)
-    rlg.set_task_factory(task_factory(base))
-    multi = rlg.MultiObserver([_AtomicSaveObserver(), SlotObserver(runner_state)])
-    runner = Runner(algo_observer=multi)
-    runner.load({"params": rlg_params(base)})
+    setup_torch(base)
+    runner = make_runner(base, [SlotObserver(runner_state)])
     try:
         runner.run({"train": True, "play": False})
     finally:

@@ -6,6 +6,7 @@
 - ``colors``, ``plots``: figures (matplotlib Agg), one colour strategy for 2..256 members
 - ``html``: report.html with the PNGs embedded
 - ``schedule``: the hyperparameter schedule of a member's weight lineage (pure)
-- ``replay``: retrain along that schedule as a chain of training runs
-- ``overrides``: Hydra overrides that rebuild a saved config
+
+Retraining along a schedule is ``poptrain.replay``; overrides that rebuild a saved config are
+``poptrain.overrides``.
 """

@@ -9,13 +9,13 @@ import base64
 import html
 import json
 import os
-import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from poptrain.atomic import atomic_write
 from poptrain.report import plots
 from poptrain.report.population import PopulationView
 from poptrain.report.schedule import format_value
@@ -38,19 +38,11 @@ class ReportFiles:
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temp file in the same folder + os.replace."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; a report is for reading by others
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write ``data`` to ``path`` with ``poptrain.atomic.atomic_write``, readable by others."""
+    umask = os.umask(0)
+    os.umask(umask)
+    # mkstemp creates 0600; a report is for reading by others
+    atomic_write(path, lambda f: f.write(data), mode=0o666 & ~umask)
 
 
 def render_figures(view: PopulationView) -> dict[str, bytes]:

@@ -26,6 +26,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from poptrain.atomic import atomic_write as durable_write
 from poptrain.errors import ConfigError, LaunchError
 from poptrain.launcher.run_description import PlannedExperiment
 
@@ -153,14 +154,8 @@ def last_log_line(path: str | None, max_bytes: int = 4096) -> str:
 
 
 def atomic_write(path: str, text: str, mode: int = 0o644) -> None:
-    """Write a file another process reads: temp file in the same folder, then os.replace."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    tmp = os.path.join(folder, f".{os.path.basename(path)}.tmp.{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.chmod(tmp, mode)
-    os.replace(tmp, path)
+    """Write a text file another process reads with ``poptrain.atomic.atomic_write`` (fsync'ed, torch-free)."""
+    durable_write(path, lambda f: f.write(text.encode("utf-8")), mode=mode)
 
 
 def require_executable(name: str, print_only_flag: str) -> str:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from poptrain.errors import ConfigError, PoptrainError
-from poptrain.report.overrides import compose, flatten, hydra_value, merge_overrides, override_key
+from poptrain.overrides import compose, flatten, merge_overrides, override_key, render
 from poptrain.report.schedule import Schedule, format_value
 from poptrain.untrusted import refusal, safe_params
 
@@ -126,10 +126,11 @@ def segment_argv(plan: ReplayPlan, segment: ReplaySegment, train_dir: str | Path
                  checkpoint: str | None, extra: Sequence[str] = ()) -> list[str]:
     """The command of one segment (an argv list)."""
     # last gate (plans built without vet_schedule too): never a key the rule refuses
-    params = [f"{key}={hydra_value(value)}" for key, value in sorted(segment.params.items()) if not refusal(key)]
-    run = [f"train_dir={train_dir}", f"experiment={experiment}", f"max_iterations={segment.max_iterations}"]
+    params = [render(key, value) for key, value in sorted(segment.params.items()) if not refusal(key)]
+    run = [render("train_dir", str(train_dir)), render("experiment", experiment),
+           render("max_iterations", segment.max_iterations)]  # fmt: skip
     if checkpoint:
-        run.append(f"checkpoint={checkpoint}")
+        run.append(render("checkpoint", checkpoint))
     overrides = merge_overrides([*plan.base_overrides, *params, *run], list(extra))
     return [sys.executable, "-m", "poptrain.train", *overrides]
 

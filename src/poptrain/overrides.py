@@ -1,5 +1,6 @@
-"""Hydra overrides from saved configs: so a policy can be played or retrained with the exact config it
-was trained with (mutated env and PPO params included).
+"""Hydra overrides: rendering (``hydra_value``, ``render``), keys (``override_key``, ``merge_overrides``), dotted
+lookups, and overrides from saved configs, so a policy can be played or retrained with the exact config it was
+trained with (mutated env and PPO params included).
 
 ``config_overrides(saved)`` composes the default config for the saved task and returns the smallest list
 of ``key=value`` overrides that turns it into ``saved`` (compared after resolving interpolations): first
@@ -10,11 +11,12 @@ leaf still different (e.g. one that is an interpolation in the defaults but was 
 from __future__ import annotations
 
 import logging
+import math
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
 from poptrain.errors import ConfigError
-from poptrain.pbt.restart import hydra_value, override_key
 from poptrain.untrusted import safe_params, shown
 
 log = logging.getLogger(__name__)
@@ -24,6 +26,86 @@ POLICY_TOP_KEYS = ("num_envs", "seed")
 #: keys never carried over: where/how a run writes, not what the policy is
 SKIP_KEYS = {"train.params.config.device", "train.params.config.device_name", "train.params.config.train_dir",
              "train.params.seed"}
+
+
+_PLAIN = re.compile(r"^[A-Za-z0-9_./:+-]+$")
+_RESERVED_WORDS = {"true", "false", "null", "nan", "inf", "-inf", "none"}
+
+
+def hydra_value(value: Any) -> str:
+    """Render ``value`` for a Hydra command-line override so it parses back to the same value."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(hydra_value(v) for v in value) + "]"
+    if isinstance(value, Mapping):
+        return "{" + ",".join(f"{k}:{hydra_value(v)}" for k, v in value.items()) + "}"
+    text = str(value)
+    if text and _PLAIN.match(text) and text.lower() not in _RESERVED_WORDS and not _looks_numeric(text):
+        return text
+    return f"'{_escape_quoted(text)}'"
+
+
+def _escape_quoted(text: str) -> str:
+    """Hydra quoted-string escaping: ``'`` becomes ``\\'`` and only backslashes that precede a quote
+    (an escaped one or the closing one) are doubled; other backslashes stay literal."""
+    out: list[str] = []
+    run = 0  # backslashes seen just before the current position
+    for ch in text:
+        if ch == "\\":
+            run += 1
+            continue
+        if ch == "'":
+            out.append("\\" * (2 * run) + "\\'")
+        else:
+            out.append("\\" * run + ch)
+        run = 0
+    out.append("\\" * (2 * run))  # a trailing run precedes the closing quote
+    return "".join(out)
+
+
+def _looks_numeric(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def override_key(override: str) -> str:
+    """The config key an override sets (``+a.b=1`` -> ``a.b``; ``~a`` -> ``a``)."""
+    key = override.split("=", 1)[0]
+    return key.lstrip("+~")
+
+
+MISSING: Any = object()  #: what ``lookup`` returns for an absent key (when no ``default`` is given)
+
+
+def lookup(data: Any, dotted: str, default: Any = MISSING) -> Any:
+    """The value at ``a.b.c`` in nested mappings (OmegaConf DictConfig and env ``infos`` dicts included);
+    ``default`` when a part is absent or its parent is not a mapping. The one dotted-key lookup."""
+    node = data
+    for part in dotted.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return default
+        node = node[part]
+    return node
+
+
+def render(key: str, value: Any, prefix: str = "") -> str:
+    """One Hydra override ``<prefix><key>=<value>`` (prefix ``+``/``++`` or empty), the value in Hydra's grammar.
+    The one override renderer: restarts, replays, play's saved-config overrides and the CLI all call it."""
+    return f"{prefix}{key}={hydra_value(value)}"
 
 
 def merge_overrides(base: Sequence[str], extra: Sequence[str]) -> list[str]:
@@ -54,7 +136,7 @@ def compose(overrides: Sequence[str]) -> tuple[dict[str, Any], dict[str, Any]]:
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
-    from poptrain.train import CFG_DIR, register_resolvers
+    from poptrain.config import CFG_DIR, register_resolvers
 
     register_resolvers()
     try:
@@ -94,7 +176,7 @@ def _resolved(saved: Mapping[str, Any]) -> dict[str, Any]:
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
-    from poptrain.train import register_resolvers
+    from poptrain.config import register_resolvers
 
     register_resolvers()
     saved, dropped = _without_env_reads(saved)
@@ -114,7 +196,7 @@ def config_overrides(saved: Mapping[str, Any]) -> list[str]:
     task = saved.get("task", {}).get("name") if isinstance(saved.get("task"), Mapping) else None
     if not task:
         raise ConfigError("the saved config has no task.name; cannot tell which task it was trained on")
-    base = [f"task={task}"]
+    base = [render("task", task)]
     saved = _resolved(saved)
     flat = {k: v for k, v in flatten(saved).items() if _wanted(k)}
     # keys of a saved config become argv: the same rule as every other workspace key (one warning)
@@ -127,9 +209,9 @@ def config_overrides(saved: Mapping[str, Any]) -> list[str]:
             continue
         if key in raw_flat and isinstance(raw_flat[key], str) and "${" in raw_flat[key]:
             continue  # derived from another key: fixed by the second pass if still different
-        overrides.append(f"{'' if key in defaults else '++'}{key}={hydra_value(value)}")
+        overrides.append(render(key, value, "" if key in defaults else "++"))
     second = flatten(compose(overrides)[0])
     for key, value in target.items():
         if second.get(key, object()) != value:
-            overrides.append(f"{'' if key in defaults else '++'}{key}={hydra_value(value)}")
+            overrides.append(render(key, value, "" if key in defaults else "++"))
     return overrides
