@@ -69,7 +69,8 @@ TASKS: dict[str, dict[str, Any]] = {
         "interval": 5,
     },
 }
-ARMS = ("fixed", "random", "pbt", "perturb", "pb2")
+ARMS = ("fixed", "random", "pbt", "perturb", "pb2", "resample")
+SEARCH_ARMS = ("perturb", "pb2", "resample")  # pbt=pbt_search (+ --set overrides)
 CFG = Path(__file__).resolve().parents[1] / "src" / "poptrain" / "cfg"
 
 
@@ -86,7 +87,14 @@ def random_params(mutation: str, run_seed: str) -> dict[str, Any]:
 
 
 def run_arm(
-    root: Path, task: str, arm: str, members: int, epochs: int, num_envs: int, seed0: int
+    root: Path,
+    task: str,
+    arm: str,
+    members: int,
+    epochs: int,
+    num_envs: int,
+    seed0: int,
+    extra: tuple[str, ...] = (),
 ) -> list[dict]:
     spec = TASKS[task]
     procs = []
@@ -103,10 +111,10 @@ def run_arm(
             f"pbt.policy_idx={0 if alone else i}", f"seed={seed}", f"train_dir={root / 'runs'}",
             f"pbt.workspace={root / (f'{arm}_ws_{i}' if alone else f'{arm}_ws')}", f"experiment={arm}_{i}",
         ]  # fmt: skip
-        if arm == "pb2":
-            argv.append("pbt.explore=pb2")
-        if arm in ("perturb", "pb2"):  # a fresh Latin hypercube per round (the rounds are replicates)
-            argv.append(f"pbt.sample_seed={seed0}")
+        if arm in ("pb2", "resample"):
+            argv.append(f"pbt.explore={arm}")
+        if arm in SEARCH_ARMS:  # a fresh Latin hypercube per round (the rounds are replicates)
+            argv += [f"pbt.sample_seed={seed0}", *extra]
         params = random_params(spec["mutation"], f"{task}-{seed}") if arm == "random" else {}
         argv += [f"{k}={v!r}" for k, v in params.items()]
         log = (root / f"{arm}_{i}.log").open("w")
@@ -122,6 +130,7 @@ def run_arm(
             "objective": final.objective if final else math.nan, "se": extra.get("objective_se"),
             "window": extra.get("objective_n"), "frames": final.frames if final else 0,
             "exploits": final.exploits if final else 0, "params": final.params if final else params,
+            "overrides": list(extra) if arm in SEARCH_ARMS else [],
         })  # fmt: skip
     return rows
 
@@ -201,6 +210,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--members", type=int, default=4)
     ap.add_argument("--rounds", type=int, default=6)
     ap.add_argument("--first-round", type=int, default=0)
+    ap.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE",
+        help="a pbt.* override for the pbt_search arms (perturb, pb2, resample); repeatable",
+    )  # fmt: skip
     ap.add_argument("--out", default="", help="results and run folders (default: a temp dir); results append")
     ap.add_argument("--summary", default="", help="print the tables of DIR/results.json and exit")
     args = ap.parse_args(argv)
@@ -211,6 +224,10 @@ def main(argv: list[str] | None = None) -> int:
     bad = [a for a in arms if a not in ARMS]
     if bad:
         ap.error(f"unknown arms {bad}; valid: {', '.join(ARMS)}")
+    extra = tuple(args.set)
+    bad = [o for o in extra if not o.startswith("pbt.") or "=" not in o or any(c.isspace() for c in o)]
+    if bad:
+        ap.error(f"--set takes pbt.KEY=VALUE overrides without spaces, got {bad}")
     args.epochs = args.epochs or TASKS[args.task]["epochs"]
     base = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="search_compare_"))
     base.mkdir(parents=True, exist_ok=True)
@@ -218,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[dict] = json.loads(results.read_text()) if results.exists() else []
     print(
         f"{args.task}: {args.members} runs per arm x {args.epochs} epochs x {args.num_envs * 16} frames; "
-        f"arms {arms}; out {base}",
+        f"arms {arms}; pbt_search overrides {list(extra)}; out {base}",
         flush=True,
     )
     for k in range(args.first_round, args.first_round + args.rounds):
@@ -227,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
             root = base / args.task / f"round{k}"
             root.mkdir(parents=True, exist_ok=True)
             t0 = time.perf_counter()
-            new = run_arm(root, args.task, arm, args.members, args.epochs, args.num_envs, seed0)
+            new = run_arm(root, args.task, arm, args.members, args.epochs, args.num_envs, seed0, extra)
             wall, load1 = time.perf_counter() - t0, os.getloadavg()[0]
             for r in new:
                 r.update(

@@ -471,6 +471,7 @@ class PbtAlgoObserver(AlgoObserver):
         decision = decide(self.member, candidates, self.p, _rng(self.cfg, self.member, "decide", self.iteration))
         self._track_waiting(decision.waiting, population_counts(candidates, self.p), frames)
         decision = search.noise_gate(decision, self.member, population, self.p)
+        decision = search.signal_gate(decision, population, self.ws, self.p)  # issue 14: pbt.wait_for_signal
         log.info(
             "PBT member %d iteration %d frames %d objective %.3f rank %d/%d: %s %s",
             self.member, self.iteration, frames, objective, rank, len(ranked), decision.action, decision.reason,
@@ -533,7 +534,9 @@ class PbtAlgoObserver(AlgoObserver):
     def _mutated(self, base: Mapping[str, Any], salt: str) -> tuple[dict[str, Any], list[str]]:
         rng = _rng(self.cfg, self.member, salt, self.iteration)
         if self.p.explore != "mutate":  # issue 14: perturb | resample | pb2 (pbt/search.py)
-            return search.explore_member(base, self.p, rng, self.ws, self.member, self.iteration, self.dead)
+            return search.explore_member(
+                base, self.p, rng, self.ws, self.member, self.iteration, self.dead, self.algo
+            )
         return mutate(dict(base), self.p.mutation, rng, self.p.mutation_rate, self.p.change_min, self.p.change_max)
 
     def _exploit(self, leader: MemberMeta, frames: int) -> None:

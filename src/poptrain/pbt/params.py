@@ -111,10 +111,15 @@ class PbtParams:
     # -- search (issue 14: poptrain.pbt.explore / priors / noise / pb2) --------------------------------------
     explore: str = "mutate"  # ours: mutate (legacy operators) | perturb | resample | pb2 (see pbt/explore.py)
     resample_probability: float = 0.25  # Ray: perturb resamples a key from its prior with this probability
-    explore_steps: int = 8  # ours: perturb crosses a key's declared range in this many same-direction steps
+    # ours: perturb crosses a key's declared range in this many same-direction steps; 0 = the run's expected
+    # number of decisions (search.expected_decisions)
+    explore_steps: int = 8
     initial: str = "mutate"  # ours: mutate (legacy: one mutation per member) | sample (Latin hypercube)
     sample_seed: int = 0  # ours: seed of the initial sample (the same for every member of a population)
+    initial_width: float = 1.0  # ours: initial sample in this fraction of each prior around the config (1 = all)
     noise_z: float = 0.0  # ours: exploit only if the lead exceeds noise_z standard errors (0 = off)
+    # ours: no decision (exploit or explore) until the population's objective has signal (noise.signal)
+    wait_for_signal: bool = False
     pb2_kappa: float = 2.0  # PB2: UCB width, mean + kappa * std
 
     # -- derived --------------------------------------------------------------------------------------------
@@ -305,9 +310,11 @@ class PbtParams:
                 v = options[0]
             values[name] = v
         number("resample_probability", 0.0, 1.0)
-        integer("explore_steps", lo=1)
+        integer("explore_steps", lo=0)
         integer("sample_seed", lo=0)
         number("noise_z", 0.0)
+        number("initial_width", 0.0, 1.0, lo_open=True)
+        boolean("wait_for_signal")
         number("pb2_kappa", 0.0)
         if values["explore"] != "mutate" or values["initial"] == "sample":
             problems += search_dims(specs)[1]
