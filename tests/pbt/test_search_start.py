@@ -91,22 +91,27 @@ def test_params_validate_the_new_fields():
 
 
 # ---- no decision before the objective has signal ----------------------------------------------------------
-def test_signal_needs_the_objective_to_move_and_the_members_to_differ():
-    # Pendulum's start: returns fall from ~-500 (episodes cut short) to ~-1,150 before they rise
-    ok, why = signal([(-1100.0, 5.0), (-1300.0, 6.0)], [(-510.0, 8.0), (-530.0, 8.0)], 2.0)
-    assert not ok and "not moved" in why and "-1100" in why
+def test_signal_needs_a_rise_above_the_low_and_members_that_differ():
+    # Pendulum's start: windows fall from ~-500 (episodes cut short) to ~-1,150 before they rise: the members
+    # differ by far more than their errors, but no member has risen above its own low
+    falling = [(-1100.0, 5.0), (-1300.0, 6.0)]
+    ok, why = signal(falling, falling, 2.0)
+    assert not ok and "risen" in why and "best - worst 200" in why
+    # member 0 has risen 150 above its low of -1,250: learning shows
+    ok, why = signal([(-1100.0, 5.0), (-1300.0, 6.0)], [(-1250.0, 5.0), (-1300.0, 6.0)], 2.0)
+    assert ok and why.startswith("signal") and "150" in why
+    # a rise within the noise is no rise: 10 over hypot(5, 5) x 2 = 14.1
+    assert not signal([(-1100.0, 5.0), (-1300.0, 6.0)], [(-1110.0, 5.0), (-1300.0, 6.0)], 2.0)[0]
     # AcrobotHard before the swing-up: every success rate 0 +- 0
-    ok, why = signal([(0.0, 0.0)] * 4, [(0.0, 0.0)] * 4, 2.0)
-    assert not ok
-    # moved, but every member within 2 se of the best: nothing worth copying
-    ok, why = signal([(0.30, 0.02), (0.26, 0.02)], [(0.0, 0.0)], 2.0)
+    assert not signal([(0.0, 0.0)] * 4, [(0.0, 0.0)] * 4, 2.0)[0]
+    # risen, but every member within 2 se of the best: nothing worth copying
+    ok, why = signal([(0.30, 0.02), (0.26, 0.02)], [(0.0, 0.0), (0.0, 0.0)], 2.0)
     assert not ok and "within noise" in why
-    # moved and separated
-    ok, why = signal([(0.30, 0.02), (0.0, 0.0)], [(0.0, 0.0)], 2.0)
-    assert ok and why.startswith("signal")
-    # the margin is z combined errors: 0.05 lead over hypot(0.02, 0.0) needs z < 2.5
-    assert signal([(0.05, 0.02), (0.0, 0.0)], [(0.0, 0.0)], 2.0)[0]
-    assert not signal([(0.05, 0.02), (0.0, 0.0)], [(0.0, 0.0)], 3.0)[0]
+    # risen and separated
+    assert signal([(0.30, 0.02), (0.0, 0.0)], [(0.0, 0.0), (0.0, 0.0)], 2.0)[0]
+    # the margin is z combined errors: a 0.05 rise and lead over hypot(0.02, 0) needs z < 2.5
+    assert signal([(0.05, 0.02), (0.0, 0.0)], [(0.0, 0.0), (0.0, 0.0)], 2.0)[0]
+    assert not signal([(0.05, 0.02), (0.0, 0.0)], [(0.0, 0.0), (0.0, 0.0)], 3.0)[0]
     assert not signal([(0.5, 0.01)], [(0.0, 0.0)], 2.0)[0]  # one member: nothing to compare
 
 
@@ -121,17 +126,18 @@ def test_signal_gate_keeps_until_the_workspace_history_shows_signal(tmp_path, me
             ws.write_checkpoint(meta, {"model": {}})
         population[member] = meta
     exploit = Decision("exploit", 0, "fraction rule")
-    kept = search.signal_gate(exploit, population, ws, params)
-    assert kept.action == "keep" and kept.leader is None and "not moved" in kept.reason
+    kept = search.signal_gate(exploit, population, ws, params)  # every member at its low: falling
+    assert kept.action == "keep" and kept.leader is None and "risen" in kept.reason
     assert search.signal_gate(Decision("mutate", None, "r"), population, ws, params).action == "keep"
-    # member 0 rises above the best start (-500) by more than 2 x hypot(6, 6)
-    meta = meta_factory(0, 4, objective=-450.0, num_policies=3, extra={"objective_se": 6.0})
+    # member 0 rises from its low of -1,100 by more than 2 x hypot(6, 6) = 17: still far below its first -520
+    meta = meta_factory(0, 4, objective=-1050.0, num_policies=3, extra={"objective_se": 6.0})
     ws.write_checkpoint(meta, {"model": {}})
     population[0] = meta
     assert search.signal_gate(exploit, population, ws, params) is exploit
     off = PbtParams.from_cfg({"noise_z": 2.0, "num_policies": 3})
-    population[0] = meta_factory(0, 4, objective=-1000.0, num_policies=3, extra={"objective_se": 6.0})
+    population[0] = meta_factory(0, 4, objective=-1100.0, num_policies=3, extra={"objective_se": 6.0})
     assert search.signal_gate(exploit, population, ws, off) is exploit  # pbt_default: no gate
+    assert search.signal_gate(exploit, population, ws, params).action == "keep"
 
 
 # ---- explore_steps from the run's budget ------------------------------------------------------------------

@@ -4,6 +4,8 @@
 the population); members 1..N-1 take the rows of one Latin hypercube sample (``scipy.stats.qmc``) of the keys'
 priors (uniform in each key's search space over its ``init`` range, see ``poptrain.pbt.explore``). Every member
 computes the same sample from ``pbt.sample_seed``, so no member needs to talk to another to get its row.
+``pbt.initial_width`` < 1 narrows each key's sample to that fraction of its prior around the config's value
+(``initial_sample``'s ``center``/``width``).
 ``pbt.initial: mutate`` (the legacy behaviour) mutates the config's values once per member instead.
 
 ``dead_keys``: a mutated key whose value the training loop overwrites cannot act, e.g. ``learning_rate``

@@ -106,18 +106,18 @@ def noise_gate(decision: Decision, member: int, population: Mapping[int, Any], p
 
 def signal_gate(decision: Decision, population: Mapping[int, Any], ws: Any, params: PbtParams) -> Decision:
     """``pbt.wait_for_signal``: turn exploit / mutate into keep until ``noise.signal`` says the population's
-    objective carries signal (z = ``noise_z``, or 2 when that is 0); the start levels are each member's first
-    metadata in the workspace."""
+    objective carries signal (z = ``noise_z``, or 2 when that is 0); each member's low is the lowest objective
+    of its metadata history in the workspace (its current one when it has none)."""
     if not params.wait_for_signal or decision.action == "keep":
         return decision
-    current = [(float(m.objective), _se(m)) for m in population.values()]
-    start = []
-    for member in population:
-        history = ws.member_history(member)
-        if history:
-            start.append((float(history[0].objective), _se(history[0])))
+    current, lows = [], []
+    for member, meta in population.items():
+        now = (float(meta.objective), _se(meta))
+        finite = [(float(h.objective), _se(h)) for h in ws.member_history(member) if math.isfinite(h.objective)]
+        current.append(now)
+        lows.append(min([*finite, now]) if math.isfinite(now[0]) else now)
     z = float(params.noise_z) if params.noise_z > 0 else 2.0
-    ok, why = signal(current, start, z)
+    ok, why = signal(current, lows, z)
     if ok:
         return decision
     return Decision("keep", None, f"{decision.reason}; but {why}: keep")
