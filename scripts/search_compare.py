@@ -17,9 +17,12 @@ Arms (``--members`` runs each, seeds ``1 + round * members + i``, the same seeds
   search space over its declared range, ``poptrain.pbt.explore.sample_value``), each run alone;
 - ``pbt``: today's PBT (``pbt=pbt_default``: the legacy operators, one initial mutation per member, no noise
   gate), same mutation set;
-- ``perturb``: ``pbt=pbt_search`` (Latin hypercube start with member 0 at the defaults, perturbation that can
-  cross each range, resampling 0.25, exploit only beyond 2 standard errors);
-- ``pb2``: ``pbt=pbt_search pbt.explore=pb2``.
+- ``perturb``: ``pbt=pbt_search`` (Latin hypercube start within a quarter of each range of the defaults, member
+  0 at them; no decision before the objective has signal; perturbation that can cross each range within the
+  run's decisions, resampling 0.25; exploit only beyond 2 standard errors);
+- ``pb2``: ``pbt=pbt_search pbt.explore=pb2``; ``resample``: ``pbt=pbt_search pbt.explore=resample``.
+
+``--set pbt.KEY=VALUE`` (repeatable) adds overrides to the pbt_search arms (use a separate ``--out`` per set).
 
 ``perturb`` and ``pb2`` draw their initial Latin hypercube with ``pbt.sample_seed`` = the round's first seed
 (the figures in benchmarks/RESULTS-search.md were measured before this: every round had sample seed 0).
@@ -29,7 +32,8 @@ Every run is a PBT member process (alone runs are populations of 1), so one obse
 time; arms run one after another. After every arm, every row so far is written to ``<out>/results.json``
 (atomically), so an interrupted evaluation keeps its finished rounds. The summary gives, per arm: the mean over
 rounds of the best of ``members`` and of the mean of ``members``, the runs above the target, and a paired sign
-test (two-sided binomial on the rounds where the arm's best-of-N beats / loses to the baseline's).
+test (two-sided binomial on the rounds where the arm's best-of-N beats / loses to the baseline's), and the rounds
+where the arm's best-of-N and mean are both strictly above both fixed's and random's (issue 14's goal).
 """
 
 from __future__ import annotations
@@ -172,20 +176,30 @@ def summary(rows: list[dict]) -> str:
             out.append(f"| {k} | " + " | ".join(f"{best[a][k]:.3g} / {mean[a][k]:.3g}" for a in arms) + " |")
         out.append(
             "\n| arm | mean of best-of-N | mean of means | runs >= target | best-of-N vs fixed (W-L, p) | "
-            "vs random (W-L, p) | mean vs fixed (W-L) |"
+            "vs random (W-L, p) | mean vs fixed (W-L) | mean vs random (W-L) | rounds above both in both |"
         )
-        out.append("|---|---|---|---|---|---|---|")
+        out.append("|---|---|---|---|---|---|---|---|---|")
         for a in arms:
             runs = [r for r in trows if r["arm"] == a and r["round"] in complete]
             above = sum(1 for r in runs if math.isfinite(r["objective"]) and r["objective"] >= spec["target"])
             cells = [a, f"{_avg(best[a]):.3g}", f"{_avg(mean[a]):.3g}", f"{above} of {len(runs)}"]
-            for base, table in (("fixed", best), ("random", best), ("fixed", mean)):
+            for base, table in (("fixed", best), ("random", best), ("fixed", mean), ("random", mean)):
                 if base not in arms or base == a:
                     cells.append("—")
                     continue
                 w = sum(1 for k in complete if table[a][k] > table[base][k])
                 lo = sum(1 for k in complete if table[a][k] < table[base][k])
                 cells.append(f"{w}-{lo}" + (f", p={sign_test(w, lo):.2f}" if table is best else ""))
+            # issue 14's goal, per round: best-of-N and mean both strictly above fixed's and random's
+            if a in ("fixed", "random") or not {"fixed", "random"} <= set(arms):
+                cells.append("—")
+            else:
+                goal = sum(
+                    1
+                    for k in complete
+                    if all(t[a][k] > t[b][k] for t in (best, mean) for b in ("fixed", "random"))
+                )
+                cells.append(f"{goal} of {len(complete)}")
             out.append("| " + " | ".join(cells) + " |")
     return "\n".join(out)
 
