@@ -17,9 +17,12 @@ Arms (``--members`` runs each, seeds ``1 + round * members + i``, the same seeds
   search space over its declared range, ``poptrain.pbt.explore.sample_value``), each run alone;
 - ``pbt``: today's PBT (``pbt=pbt_default``: the legacy operators, one initial mutation per member, no noise
   gate), same mutation set;
-- ``perturb``: ``pbt=pbt_search`` (Latin hypercube start with member 0 at the defaults, perturbation that can
-  cross each range, resampling 0.25, exploit only beyond 2 standard errors);
-- ``pb2``: ``pbt=pbt_search pbt.explore=pb2``.
+- ``perturb``: ``pbt=pbt_search`` (Latin hypercube start within a quarter of each range of the defaults, member
+  0 at them; no decision before the objective has signal; perturbation that can cross each range within the
+  run's decisions, resampling 0.25; exploit only beyond 2 standard errors);
+- ``pb2``: ``pbt=pbt_search pbt.explore=pb2``; ``resample``: ``pbt=pbt_search pbt.explore=resample``.
+
+``--set pbt.KEY=VALUE`` (repeatable) adds overrides to the pbt_search arms (use a separate ``--out`` per set).
 
 ``perturb`` and ``pb2`` draw their initial Latin hypercube with ``pbt.sample_seed`` = the round's first seed
 (the figures in benchmarks/RESULTS-search.md were measured before this: every round had sample seed 0).
@@ -29,7 +32,8 @@ Every run is a PBT member process (alone runs are populations of 1), so one obse
 time; arms run one after another. After every arm, every row so far is written to ``<out>/results.json``
 (atomically), so an interrupted evaluation keeps its finished rounds. The summary gives, per arm: the mean over
 rounds of the best of ``members`` and of the mean of ``members``, the runs above the target, and a paired sign
-test (two-sided binomial on the rounds where the arm's best-of-N beats / loses to the baseline's).
+test (two-sided binomial on the rounds where the arm's best-of-N beats / loses to the baseline's), and the rounds
+where the arm's best-of-N and mean are both strictly above both fixed's and random's (issue 14's goal).
 """
 
 from __future__ import annotations
@@ -69,7 +73,8 @@ TASKS: dict[str, dict[str, Any]] = {
         "interval": 5,
     },
 }
-ARMS = ("fixed", "random", "pbt", "perturb", "pb2")
+ARMS = ("fixed", "random", "pbt", "perturb", "pb2", "resample")
+SEARCH_ARMS = ("perturb", "pb2", "resample")  # pbt=pbt_search (+ --set overrides)
 CFG = Path(__file__).resolve().parents[1] / "src" / "poptrain" / "cfg"
 
 
@@ -86,7 +91,14 @@ def random_params(mutation: str, run_seed: str) -> dict[str, Any]:
 
 
 def run_arm(
-    root: Path, task: str, arm: str, members: int, epochs: int, num_envs: int, seed0: int
+    root: Path,
+    task: str,
+    arm: str,
+    members: int,
+    epochs: int,
+    num_envs: int,
+    seed0: int,
+    extra: tuple[str, ...] = (),
 ) -> list[dict]:
     spec = TASKS[task]
     procs = []
@@ -103,10 +115,10 @@ def run_arm(
             f"pbt.policy_idx={0 if alone else i}", f"seed={seed}", f"train_dir={root / 'runs'}",
             f"pbt.workspace={root / (f'{arm}_ws_{i}' if alone else f'{arm}_ws')}", f"experiment={arm}_{i}",
         ]  # fmt: skip
-        if arm == "pb2":
-            argv.append("pbt.explore=pb2")
-        if arm in ("perturb", "pb2"):  # a fresh Latin hypercube per round (the rounds are replicates)
-            argv.append(f"pbt.sample_seed={seed0}")
+        if arm in ("pb2", "resample"):
+            argv.append(f"pbt.explore={arm}")
+        if arm in SEARCH_ARMS:  # a fresh Latin hypercube per round (the rounds are replicates)
+            argv += [f"pbt.sample_seed={seed0}", *extra]
         params = random_params(spec["mutation"], f"{task}-{seed}") if arm == "random" else {}
         argv += [f"{k}={v!r}" for k, v in params.items()]
         log = (root / f"{arm}_{i}.log").open("w")
@@ -122,6 +134,7 @@ def run_arm(
             "objective": final.objective if final else math.nan, "se": extra.get("objective_se"),
             "window": extra.get("objective_n"), "frames": final.frames if final else 0,
             "exploits": final.exploits if final else 0, "params": final.params if final else params,
+            "overrides": list(extra) if arm in SEARCH_ARMS else [],
         })  # fmt: skip
     return rows
 
@@ -163,20 +176,30 @@ def summary(rows: list[dict]) -> str:
             out.append(f"| {k} | " + " | ".join(f"{best[a][k]:.3g} / {mean[a][k]:.3g}" for a in arms) + " |")
         out.append(
             "\n| arm | mean of best-of-N | mean of means | runs >= target | best-of-N vs fixed (W-L, p) | "
-            "vs random (W-L, p) | mean vs fixed (W-L) |"
+            "vs random (W-L, p) | mean vs fixed (W-L) | mean vs random (W-L) | rounds above both in both |"
         )
-        out.append("|---|---|---|---|---|---|---|")
+        out.append("|---|---|---|---|---|---|---|---|---|")
         for a in arms:
             runs = [r for r in trows if r["arm"] == a and r["round"] in complete]
             above = sum(1 for r in runs if math.isfinite(r["objective"]) and r["objective"] >= spec["target"])
             cells = [a, f"{_avg(best[a]):.3g}", f"{_avg(mean[a]):.3g}", f"{above} of {len(runs)}"]
-            for base, table in (("fixed", best), ("random", best), ("fixed", mean)):
+            for base, table in (("fixed", best), ("random", best), ("fixed", mean), ("random", mean)):
                 if base not in arms or base == a:
                     cells.append("—")
                     continue
                 w = sum(1 for k in complete if table[a][k] > table[base][k])
                 lo = sum(1 for k in complete if table[a][k] < table[base][k])
                 cells.append(f"{w}-{lo}" + (f", p={sign_test(w, lo):.2f}" if table is best else ""))
+            # issue 14's goal, per round: best-of-N and mean both strictly above fixed's and random's
+            if a in ("fixed", "random") or not {"fixed", "random"} <= set(arms):
+                cells.append("—")
+            else:
+                goal = sum(
+                    1
+                    for k in complete
+                    if all(t[a][k] > t[b][k] for t in (best, mean) for b in ("fixed", "random"))
+                )
+                cells.append(f"{goal} of {len(complete)}")
             out.append("| " + " | ".join(cells) + " |")
     return "\n".join(out)
 
@@ -201,6 +224,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--members", type=int, default=4)
     ap.add_argument("--rounds", type=int, default=6)
     ap.add_argument("--first-round", type=int, default=0)
+    ap.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE",
+        help="a pbt.* override for the pbt_search arms (perturb, pb2, resample); repeatable",
+    )  # fmt: skip
     ap.add_argument("--out", default="", help="results and run folders (default: a temp dir); results append")
     ap.add_argument("--summary", default="", help="print the tables of DIR/results.json and exit")
     args = ap.parse_args(argv)
@@ -211,6 +238,10 @@ def main(argv: list[str] | None = None) -> int:
     bad = [a for a in arms if a not in ARMS]
     if bad:
         ap.error(f"unknown arms {bad}; valid: {', '.join(ARMS)}")
+    extra = tuple(args.set)
+    bad = [o for o in extra if not o.startswith("pbt.") or "=" not in o or any(c.isspace() for c in o)]
+    if bad:
+        ap.error(f"--set takes pbt.KEY=VALUE overrides without spaces, got {bad}")
     args.epochs = args.epochs or TASKS[args.task]["epochs"]
     base = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="search_compare_"))
     base.mkdir(parents=True, exist_ok=True)
@@ -218,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[dict] = json.loads(results.read_text()) if results.exists() else []
     print(
         f"{args.task}: {args.members} runs per arm x {args.epochs} epochs x {args.num_envs * 16} frames; "
-        f"arms {arms}; out {base}",
+        f"arms {arms}; pbt_search overrides {list(extra)}; out {base}",
         flush=True,
     )
     for k in range(args.first_round, args.first_round + args.rounds):
@@ -227,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
             root = base / args.task / f"round{k}"
             root.mkdir(parents=True, exist_ok=True)
             t0 = time.perf_counter()
-            new = run_arm(root, args.task, arm, args.members, args.epochs, args.num_envs, seed0)
+            new = run_arm(root, args.task, arm, args.members, args.epochs, args.num_envs, seed0, extra)
             wall, load1 = time.perf_counter() - t0, os.getloadavg()[0]
             for r in new:
                 r.update(

@@ -3,7 +3,8 @@
     python -m poptrain.demo [--train_dir DIR]
 
 Runs ``poptrain.experiments.acrobot_search``: a population of 4 with issue 14's search (Latin hypercube start
-over the showcase's declared ranges, member 0 at the defaults; perturbation; noise-aware exploits) and, at the
+near the defaults, member 0 at them; no decision before the success rates carry signal; perturbation;
+noise-aware exploits) and, at the
 same time, one run of the default configuration with member 0's seed and the same env-step budget. Ends with
 the population's leaderboard, the report's path, and one line comparing the population's best success rate
 with the default run's, each with its window's standard error.

@@ -47,7 +47,9 @@ def test_initial_sample_is_applied_once_and_dead_keys_warn(tmp_path, caplog):
     params = PbtSettings.from_cfg(cfg.pbt, cfg)
     dead = search.dead_set(params, cfg)
     assert dead == {C + "learning_rate"}  # AcrobotHardPPO's adaptive lr schedule overwrites it every epoch
-    expected = initial_sample(search.dims(params, dead), 4, 0)[1]  # member 2 = row 1
+    assert params.initial_width == 0.5  # pbt_search: near the config (tests/pbt/test_search_start.py)
+    config = params.initial_params(cfg)
+    expected = initial_sample(search.dims(params, dead), 4, 0, config, 0.5)[1]  # member 2 = row 1
     assert C + "learning_rate" not in expected
     with caplog.at_level(logging.WARNING):
         obs_mod.initial_pbt_check(cfg)

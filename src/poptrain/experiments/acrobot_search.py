@@ -3,9 +3,10 @@ the default configuration with the same seed and budget (CPU, processes backend)
 
 AcrobotHard's defaults (``entropy_coef: 0``) plateau near success 0 within 150 epochs on 5 of 8 seeds
 (docs/tasks.md). The population (``pbt=pbt_search``, ``pbt/mutation=acrobot_showcase``) starts from a Latin
-hypercube sample of the showcase's declared ranges (member 0 at the defaults; entropy_coef from 1e-4 to 0.1),
-perturbs each key in its own space after an exploit, and copies a leader only when it leads by more than 2
-standard errors of the success rates. Experiment ``default`` is one unchanged run with member 0's seed, also a
+hypercube sample within a quarter of each declared range of the defaults (member 0 at the defaults;
+entropy_coef from 0 to 3e-3 of its 1e-4 .. 0.1 range), makes no decision until some member's success rate
+has risen beyond noise, perturbs each key in its own space after an exploit, and copies a leader only when
+it leads by more than 2 standard errors of the success rates. Experiment ``default`` is one unchanged run with member 0's seed, also a
 PBT member (a population of 1, so the same observer measures the same objective window), which never exploits.
 
     poptrain-launch --run poptrain.experiments.acrobot_search --backend processes --max_parallel 5 \\

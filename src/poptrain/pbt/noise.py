@@ -68,3 +68,50 @@ def gate(
         f"{decision.reason}; but lead {lead:.4g} is within noise ({noise_z:g} x se "
         f"{math.hypot(own_se, leader_se):.3g} = {margin:.3g}): explore own params instead",
     )
+
+
+def signal(
+    current: Sequence[tuple[float, float]], lows: Sequence[tuple[float, float]], z: float
+) -> tuple[bool, str]:
+    """Whether the population's objective carries signal yet: (yes, the numbers why).
+
+    ``current``: each member's (objective, standard error) now; ``lows``: the same member's lowest recorded
+    (objective, standard error) so far, in the same order. Signal = both hold, with ``z`` combined standard
+    errors (an unknown error counts as 0):
+
+    - some member has risen above its own lowest value by more than the noise: learning shows in the
+      objective. Not "above its first value": Pendulum's first windows read ~-250 to -500 (episodes cut short
+      by the spread initial phases) and fall to ~-1,150 before the swing-up is learned (epoch ~30-35 of 50),
+      so differences before the rise rank members by how fast they got worse;
+    - the best and the worst member now differ by more than the noise: there is something to copy
+      (AcrobotHard: while no member has found the swing-up every success rate is 0 ± 0).
+
+    Before that, copying a leader copies noise and exploring one's own parameters only loses the configuration
+    the member started from, so the gate turns both into "keep".
+    """
+    pairs = [
+        ((m, _known(s)), (lo, _known(lo_se)))
+        for (m, s), (lo, lo_se) in zip(current, lows, strict=True)
+        if math.isfinite(m) and math.isfinite(lo)
+    ]
+    if len(pairs) < 2:
+        return False, f"no signal yet: {len(pairs)} member(s) with an objective"
+    rise, rise_margin = max(
+        ((m - lo, z * math.hypot(s, lo_se)) for (m, s), (lo, lo_se) in pairs), key=lambda r: r[0] - r[1]
+    )
+    now = [c for c, _ in pairs]
+    (best, best_se), (worst, worst_se) = max(now), min(now)
+    spread_margin = z * math.hypot(best_se, worst_se)
+    numbers = (
+        f"largest rise above a member's low {rise:.4g} (margin {rise_margin:.3g}), "
+        f"best - worst {best - worst:.4g} (margin {spread_margin:.3g})"
+    )
+    if rise <= rise_margin:
+        return False, f"no signal yet: no member's objective has risen beyond noise: {numbers}"
+    if best - worst <= spread_margin:
+        return False, f"no signal: members within noise of each other: {numbers}"
+    return True, f"signal: {numbers}"
+
+
+def _known(se: float) -> float:
+    return se if math.isfinite(se) and se >= 0 else 0.0

@@ -468,6 +468,7 @@ class PbtAlgoObserver(AlgoObserver):
         decision = self.decide(candidates)
         self._track_waiting(decision.waiting, population_counts(candidates, self.settings), frames)
         decision = search.noise_gate(decision, self.member, population, self.settings)
+        decision = search.signal_gate(decision, population, self.ws, self.settings)  # issue 14: pbt.wait_for_signal
         log.info(
             "PBT member %d iteration %d frames %d objective %.3f rank %d/%d: %s %s",
             self.member, self.iteration, frames, objective, rank, len(ranked), decision.action, decision.reason,
@@ -534,7 +535,9 @@ class PbtAlgoObserver(AlgoObserver):
     def _mutated(self, base: Mapping[str, Any], salt: str) -> tuple[dict[str, Any], list[str]]:
         rng = _rng(self.cfg, self.member, salt, self.iteration)
         if self.settings.explore != "mutate":  # issue 14: perturb | resample | pb2 (pbt/search.py)
-            return search.explore_member(base, self.settings, rng, self.ws, self.member, self.iteration, self.dead)
+            return search.explore_member(
+                base, self.settings, rng, self.ws, self.member, self.iteration, self.dead, self.algo
+            )
         return mutate(dict(base), self.settings.mutation, rng, self.settings.mutation_rate, self.settings.change_min, self.settings.change_max)
 
     def exploit(self, leader: MemberMeta, frames: int) -> None:

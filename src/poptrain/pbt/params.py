@@ -161,7 +161,10 @@ class PbtSettings:
         0.25, "Ray: perturb resamples a key from its prior with this probability", lo=0.0, hi=1.0
     )
     explore_steps: int = setting(
-        8, "ours: perturb crosses a key's declared range in this many same-direction steps", lo=1
+        8,
+        "ours: perturb crosses a key's declared range in this many same-direction steps; 0 = the run's expected "
+        "number of decisions (search.expected_decisions)",
+        lo=0,
     )
     initial: str = setting(
         "mutate", "ours: mutate (legacy: one mutation per member) | sample (Latin hypercube)",
@@ -170,7 +173,14 @@ class PbtSettings:
     sample_seed: int = setting(
         0, "ours: seed of the initial sample (the same for every member of a population)", lo=0
     )
+    initial_width: float = setting(
+        1.0, "ours: initial sample in this fraction of each prior around the config (1 = all)",
+        lo=0.0, hi=1.0, lo_open=True,
+    )
     noise_z: float = setting(0.0, "ours: exploit only if the lead exceeds noise_z standard errors (0 = off)", lo=0.0)
+    wait_for_signal: bool = setting(
+        False, "ours: no decision (exploit or explore) until the population's objective has signal (noise.signal)"
+    )
     pb2_kappa: float = setting(2.0, "PB2: UCB width, mean + kappa * std", lo=0.0)
 
     # -- derived --------------------------------------------------------------------------------------------

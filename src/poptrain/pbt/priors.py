@@ -4,6 +4,8 @@
 the population); members 1..N-1 take the rows of one Latin hypercube sample (``scipy.stats.qmc``) of the keys'
 priors (uniform in each key's search space over its ``init`` range, see ``poptrain.pbt.explore``). Every member
 computes the same sample from ``pbt.sample_seed``, so no member needs to talk to another to get its row.
+``pbt.initial_width`` < 1 narrows each key's sample to that fraction of its prior around the config's value
+(``initial_sample``'s ``center``/``width``).
 ``pbt.initial: mutate`` (the legacy behaviour) mutates the config's values once per member instead.
 
 ``dead_keys``: a mutated key whose value the training loop overwrites cannot act, e.g. ``learning_rate``
@@ -26,11 +28,24 @@ log = logging.getLogger(__name__)
 TRAIN_PREFIX = "train.params.config."
 
 
-def initial_sample(dims: Sequence[Dim], num_policies: int, seed: int) -> list[dict[str, float | int]]:
+def initial_sample(
+    dims: Sequence[Dim],
+    num_policies: int,
+    seed: int,
+    center: Mapping[str, Any] | None = None,
+    width: float = 1.0,
+) -> list[dict[str, float | int]]:
     """Rows for members 1..num_policies-1 (index 0 of the result is member 1): a Latin hypercube over the priors.
 
     A Latin hypercube puts exactly one member in each of N-1 equal slices of every key's prior, for any N
     (a Sobol sequence balances only at powers of 2).
+
+    ``width`` < 1 with ``center`` (member 0's values, the config's): each key is sampled from a box of
+    ``width`` x its prior's width (in the key's search space) around the center's position, shifted to lie
+    inside the prior, so the population starts near the configuration the user chose. With width 1 the box is
+    the whole prior. Why: on short budgets most of a wide prior is bad (issue 14's evaluation: random search
+    over the declared ranges averaged -780 on PendulumGeneric where the default averaged -339, and a full-range
+    sample put 3 of 4 members there), and PBT can only copy the good member once the objective tells.
     """
     from scipy.stats import qmc
 
@@ -38,14 +53,25 @@ def initial_sample(dims: Sequence[Dim], num_policies: int, seed: int) -> list[di
     if n <= 0 or not dims:
         return []
     unit = qmc.LatinHypercube(d=len(dims), seed=seed).random(n)
+    boxes = [_box(d, center, width) for d in dims]
     rows: list[dict[str, float | int]] = []
     for point in unit:
         row: dict[str, float | int] = {}
-        for d, u in zip(dims, point, strict=True):
-            lo, hi = d.prior_unit()
+        for d, (lo, hi), u in zip(dims, boxes, point, strict=True):
             row[d.key] = d.from_unit(lo + float(u) * (hi - lo))
         rows.append(row)
     return rows
+
+
+def _box(dim: Dim, center: Mapping[str, Any] | None, width: float) -> tuple[float, float]:
+    """The sampled interval of one key in unit coordinates: the prior, or ``width`` of it around the center."""
+    lo, hi = dim.prior_unit()
+    if width >= 1.0 or center is None or dim.key not in center:
+        return lo, hi
+    span = width * (hi - lo)
+    c = min(hi, max(lo, dim.to_unit(float(center[dim.key]))))
+    start = min(max(c - span / 2.0, lo), hi - span)
+    return start, start + span
 
 
 def dead_keys(keys: Sequence[str], train_config: Mapping[str, Any]) -> list[tuple[str, str]]:

@@ -15,7 +15,7 @@ from typing import Any
 
 from poptrain.pbt import pb2
 from poptrain.pbt.explore import Dim, explore, search_dims
-from poptrain.pbt.noise import WindowStats, gate, window_stats
+from poptrain.pbt.noise import WindowStats, gate, signal, window_stats
 from poptrain.pbt.params import PbtSettings
 from poptrain.pbt.priors import dead_keys, initial_sample
 from poptrain.pbt.priors import warn_dead_keys as _warn_dead_keys
@@ -67,7 +67,9 @@ def initial_values(
     new = dict(old)
     if member == 0:
         return new
-    rows = initial_sample(dims(params, dead), int(params.num_policies), int(params.sample_seed))
+    rows = initial_sample(
+        dims(params, dead), int(params.num_policies), int(params.sample_seed), old, float(params.initial_width)
+    )
     for key, value in rows[member - 1].items():
         new[key] = float(value) if isinstance(old.get(key), float) else value
     return new
@@ -102,6 +104,45 @@ def noise_gate(decision: Decision, member: int, population: Mapping[int, Any], p
     )
 
 
+def signal_gate(decision: Decision, population: Mapping[int, Any], ws: Any, params: PbtSettings) -> Decision:
+    """``pbt.wait_for_signal``: turn exploit / mutate into keep until ``noise.signal`` says the population's
+    objective carries signal (z = ``noise_z``, or 2 when that is 0); each member's low is the lowest objective
+    of its metadata history in the workspace (its current one when it has none)."""
+    if not params.wait_for_signal or decision.action == "keep":
+        return decision
+    current, lows = [], []
+    for member, meta in population.items():
+        now = (float(meta.objective), _se(meta))
+        finite = [(float(h.objective), _se(h)) for h in ws.member_history(member) if math.isfinite(h.objective)]
+        current.append(now)
+        lows.append(min([*finite, now]) if math.isfinite(now[0]) else now)
+    z = float(params.noise_z) if params.noise_z > 0 else 2.0
+    ok, why = signal(current, lows, z)
+    if ok:
+        return decision
+    return Decision("keep", None, f"{decision.reason}; but {why}: keep")
+
+
+def expected_decisions(params: PbtSettings, algo: Any) -> int:
+    """How many PBT decisions the run will have: (its frame budget - ``initial_delay``) / ``interval_steps``
+    (at least 1), from the agent's ``max_frames``, else ``max_epochs`` x frames per epoch (``batch_size``);
+    ``FALLBACK_STEPS`` when the run has no budget (rl_games' -1 = train until stopped).
+
+    ``pbt.explore_steps: 0`` perturbs by steps of 1/that of a key's range, so a key can cross its range within
+    the run: 13 decisions for 150 AcrobotHard epochs of 8,192 frames with an interval of 10 epochs after 20,
+    8 for 50 PendulumGeneric epochs with an interval of 5 after 10."""
+    max_frames = int(getattr(algo, "max_frames", -1) or -1)
+    max_epochs = int(getattr(algo, "max_epochs", -1) or -1)
+    per_epoch = int(getattr(algo, "batch_size", 0) or 0)
+    total = max_frames if max_frames > 0 else max_epochs * per_epoch if max_epochs > 0 and per_epoch > 0 else 0
+    if total <= 0:
+        return FALLBACK_STEPS
+    return max(1, (total - int(params.initial_delay)) // max(1, int(params.interval_steps)))
+
+
+FALLBACK_STEPS = 8  # pbt.explore_steps' default: a run without a frame or epoch budget
+
+
 def explore_member(
     base: Mapping[str, Any],
     params: PbtSettings,
@@ -110,9 +151,12 @@ def explore_member(
     member: int,
     iteration: int,
     dead: frozenset[str] = frozenset(),
+    algo: Any = None,
 ) -> tuple[dict[str, Any], list[str]]:
-    """New values for ``base`` by ``params.explore`` (perturb | resample | pb2); returns (new, changed)."""
+    """New values for ``base`` by ``params.explore`` (perturb | resample | pb2); returns (new, changed).
+    ``algo`` (the rl_games agent) sizes the steps when ``explore_steps`` is 0 (``expected_decisions``)."""
     found = dims(params, dead)
+    steps = int(params.explore_steps) or expected_decisions(params, algo)
 
     def pb2_suggest() -> dict[str, float | int]:
         histories = {m: ws.member_history(m) for m in ws.members()}
@@ -126,7 +170,7 @@ def explore_member(
         mode=params.explore,
         mutation_rate=float(params.mutation_rate),
         resample_probability=float(params.resample_probability),
-        steps=int(params.explore_steps),
+        steps=steps,
         pb2_suggest=pb2_suggest if params.explore == "pb2" else None,
     )
     if ops:
