@@ -9,7 +9,7 @@ import logging
 import pytest
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
-from poptrain.pbt.restart import merge_overrides, restart_argv
+from poptrain.pbt.restart import restart_argv
 from poptrain.pbt.workspace import Workspace
 from poptrain.untrusted import markup_safe, override_refusal, refusal, safe_overrides, safe_params, shown
 
@@ -73,10 +73,10 @@ def test_restart_argv_refuses_hostile_value_keys():
 
 def test_restart_keeps_the_plus_prefix_of_a_replaced_override():
     parser = OverridesParser.create()
-    merged = merge_overrides(
+    merged = restart_argv(
         ["task=Cartpole", "+task.env.extra=1", "++seed=3", "~train.x"],
         {"task.env.extra": 2.5, "seed": 4, "train.x": 1},
-    )
+    )[3:]
     assert merged == ["task=Cartpole", "+task.env.extra=2.5", "++seed=4", "++train.x=1"]
     parsed = parser.parse_overrides(merged)
     assert [p.is_add() for p in parsed] == [False, True, False, False]

@@ -108,10 +108,27 @@ def render(key: str, value: Any, prefix: str = "") -> str:
     return f"{prefix}{key}={hydra_value(value)}"
 
 
-def merge_overrides(base: Sequence[str], extra: Sequence[str]) -> list[str]:
-    """``base`` then ``extra``; an extra override replaces a base one with the same key."""
-    keys = {override_key(o) for o in extra}
-    return [o for o in base if override_key(o) not in keys] + list(extra)
+def _prefix(override: str) -> str:
+    """The ``+``/``++``/``~`` an override starts with ('' for none)."""
+    head = override.split("=", 1)[0]
+    return head[: len(head) - len(head.lstrip("+~"))]
+
+
+def merge_overrides(base: Sequence[str], updates: Sequence[str]) -> list[str]:
+    """``base`` without the overrides whose key an update sets, then ``updates``: the one override merge (PBT
+    restarts, replay segments, play and the CLI's extra overrides).
+
+    An update without a prefix inherits the one of the base override it replaces: ``+task.env.extra=1`` adds a key
+    the defaults lack, and ``task.env.extra=2`` would fail to compose (a restarted member died at its first
+    restart; a replay could not run such a member). A key the base deleted with ``~`` and an update sets gets
+    ``++`` (add or override). An update with its own prefix keeps it."""
+    inherited: dict[str, str] = {}
+    for o in base:
+        prefix = _prefix(o)
+        inherited[override_key(o)] = "++" if prefix.startswith(("++", "~")) else prefix
+    keys = {override_key(u) for u in updates}
+    kept = [o for o in base if override_key(o) not in keys]
+    return kept + [u if _prefix(u) else inherited.get(override_key(u), "") + u for u in updates]
 
 
 def flatten(data: Any, prefix: str = "") -> dict[str, Any]:

@@ -58,17 +58,23 @@ class ReplayPlan:
     member: int  #: the member whose lineage is replayed
     frames_per_epoch: int  #: num_envs x horizon_length
     segments: list[ReplaySegment]  #: in order
-    base_overrides: list[str]  #: the member's own overrides minus PBT/output keys and mutable params
+    #: the member's own overrides minus PBT/output keys and mutable params (but one added with ``+``/``++``)
+    base_overrides: list[str]
     notes: list[str] = field(default_factory=list)  #: merged changes and other approximations
 
 
 def base_overrides(member_overrides: Sequence[str], mutable_keys: Sequence[str]) -> list[str]:
-    """The member's command-line overrides without PBT, output, checkpoint and mutable-param keys."""
+    """The member's command-line overrides without PBT, output, checkpoint and mutable-param keys.
+
+    A mutable param the member added (``+task.env.extra=1``) stays: the defaults lack its key, so the replay's
+    config needs it to compose (and ``vet_schedule`` to know the key); each segment's value replaces it and keeps
+    its prefix (``merge_overrides``)."""
     mutable = set(mutable_keys)
     out = []
     for item in member_overrides:
         key = override_key(item)
-        if key in mutable or key.split(".", 1)[0] in DROP_KEYS or key.startswith("hydra/"):
+        added = item.startswith("+")
+        if (key in mutable and not added) or key.split(".", 1)[0] in DROP_KEYS or key.startswith("hydra/"):
             continue
         out.append(item)
     return out
@@ -131,7 +137,7 @@ def segment_argv(plan: ReplayPlan, segment: ReplaySegment, train_dir: str | Path
            render("max_iterations", segment.max_iterations)]  # fmt: skip
     if checkpoint:
         run.append(render("checkpoint", checkpoint))
-    overrides = merge_overrides([*plan.base_overrides, *params, *run], list(extra))
+    overrides = merge_overrides(merge_overrides(plan.base_overrides, [*params, *run]), list(extra))
     return [sys.executable, "-m", "poptrain.train", *overrides]
 
 

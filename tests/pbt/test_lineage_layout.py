@@ -4,6 +4,7 @@ agree on it)."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 
@@ -91,3 +92,22 @@ def test_a_member_folder_that_is_a_symbolic_link_makes_no_workspace(tmp_path):
     with pytest.raises(WorkspaceError, match="no PBT workspace"):
         find_workspace(run)
     assert find_workspace(elsewhere) == elsewhere
+
+
+def test_an_event_built_as_the_dataclass_is_written_as_create_writes_it(tmp_path):
+    # the observer builds LineageEvent itself; the log makes it plain and checks it exactly as `create` does
+    fields = dict(
+        source=np.int64(0), source_iteration=4, iteration=5, frames=np.int64(100), old_params={LR: np.float64(1e-3)},
+        new_params={LR: 2e-3}, changed=[LR], mode="restart",
+    )  # fmt: skip
+    extra = {"mutated": [LR], "objective": np.float32(0.5), "source_objective": 1.5}
+    built = LineageEvent(event="exploit", member=np.int64(2), time=1.7e9, **fields, extra=extra)
+    made = dataclasses.replace(LineageEvent.create("exploit", 2, **fields, **extra), time=1.7e9)
+    log = LineageLog(tmp_path / "lineage.jsonl")
+    log.append(built)
+    assert (tmp_path / "lineage.jsonl").read_bytes() == made.to_line()
+    (read,) = log.read()
+    assert read == made and type(read.member) is int and read.extra["objective"] == 0.5
+    with pytest.raises(ValueError, match="iteration"):  # the writer refuses what its reader would skip
+        log.append(dataclasses.replace(built, iteration=-1))
+    assert len(log.read()) == 1

@@ -6,8 +6,8 @@ import sys
 import pytest
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
-from poptrain.overrides import hydra_value, override_key
-from poptrain.pbt.restart import merge_overrides, restart_argv
+from poptrain.overrides import hydra_value, merge_overrides, override_key
+from poptrain.pbt.restart import restart_argv
 
 PARSER = OverridesParser.create()
 
@@ -47,7 +47,7 @@ def test_override_key_strips_prefixes():
 
 def test_merge_replaces_only_the_keys_set():
     overrides = ["task=Cartpole", "train.params.config.learning_rate=0.001", "experiment=m 1", "checkpoint=old.pth"]
-    merged = merge_overrides(overrides, {"train.params.config.learning_rate": 5e-4, "checkpoint": "new dir/x.pth"})
+    merged = restart_argv(overrides, {"train.params.config.learning_rate": 5e-4, "checkpoint": "new dir/x.pth"})[3:]
     assert merged[:2] == ["task=Cartpole", "experiment=m 1"]
     values = {PARSER.parse_overrides([o])[0].key_or_group: PARSER.parse_overrides([o])[0].value() for o in merged}
     assert values["train.params.config.learning_rate"] == 5e-4
@@ -59,3 +59,14 @@ def test_restart_argv_is_a_python_module_call():
     argv = restart_argv(["task=Cartpole"], {"seed": 3})
     assert argv[:3] == [sys.executable, "-m", "poptrain.train"]
     assert argv[3:] == ["task=Cartpole", "seed=3"]
+
+
+def test_one_merge_for_strings_and_values_keeps_the_prefix_of_a_replaced_override():
+    base = ["task=Cartpole", "+task.env.extra=1", "++seed=3", "~train.x", "num_envs=8"]
+    # the user's (or replay's) extra overrides: no prefix inherits the base's, an own prefix is kept
+    merged = merge_overrides(base, ["task.env.extra=2", "train.x=1", "+num_envs=4", "max_iterations=3"])
+    assert merged == ["task=Cartpole", "++seed=3", "+task.env.extra=2", "++train.x=1", "+num_envs=4",
+                      "max_iterations=3"]
+    # restart renders its values and merges them with the same function
+    assert restart_argv(base, {"task.env.extra": 2, "train.x": 1})[3:] == [
+        "task=Cartpole", "++seed=3", "num_envs=8", "+task.env.extra=2", "++train.x=1"]

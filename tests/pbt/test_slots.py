@@ -107,6 +107,25 @@ def test_member_commands_group_round_robin_into_slot_commands_and_parse_back():
     assert len(group_members(members, 8)) == 5  # never an empty slot
 
 
+def test_slot_members_compose_through_the_one_compose_path():
+    from omegaconf import OmegaConf
+
+    from poptrain.config import compose
+    from poptrain.pbt.slots import compose_members
+
+    spec = parse_slot_argv(
+        ["--slot", "0", "--member", "pbt.policy_idx=0", "seed=-1", "--member", "pbt.policy_idx=1", "seed=5",
+         "--", "task=Cartpole", "pbt=pbt_default", "num_envs=8"]
+    )  # fmt: skip
+    first, second = compose_members(spec)
+    assert OmegaConf.to_container(second) == OmegaConf.to_container(compose(*spec.shared, *spec.members[1]))
+    assert second.pbt.policy_idx == 1 and second.num_envs == 8
+    assert first.seed != -1  # config.prepare drew it, as for a member started by the CLI
+    bad = parse_slot_argv(["--slot", "0", "--member", "pbt.policy_idx=0", "--", "task=Nope"])
+    with pytest.raises(ConfigError, match="unknown task 'Nope'; known: .*Cartpole"):
+        compose_members(bad)
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [

@@ -227,3 +227,31 @@ def test_best_lineage_schedule_in_synthetic_population(workspace: Path) -> None:
     assert schedule.points[-1].params == view.histories[best][-1].params  # ends with the final config
     assert schedule.total_frames == view.histories[best][-1].frames
     assert not math.isnan(schedule.total_frames)
+
+
+def test_replay_of_a_member_that_added_a_key_with_plus_keeps_the_prefix(tmp_path: Path) -> None:
+    # a mutable param the defaults lack: the member ran with `+task.env.extra=...` (restarts kept the `+`)
+    from poptrain.overrides import compose
+    from poptrain.replay import vet_schedule
+
+    extra = "task.env.extra"
+    ws = Workspace(tmp_path / "ws")
+    ws.ensure_population(1)
+    for it, value in enumerate([1.0, 2.0], start=1):
+        ws.write_checkpoint(MemberMeta(member=0, iteration=it, frames=100 * it, epoch=it, objective=it,
+                                       params={extra: value}, checkpoint=f"{it:06d}.pth", experiment="e",
+                                       experiment_dir="/e", time=1.0, num_policies=1,
+                                       overrides=["task=Cartpole", "num_envs=8", f"+{extra}={value}",
+                                                  "pbt.policy_idx=0"]),
+                            {"model": {}})  # fmt: skip
+    ws.append_lineage("mutate", 0, iteration=1, frames=100, old_params={extra: 1.0}, new_params={extra: 2.0})
+    view = load_population(ws.root)
+    base = base_overrides(view.latest(0).overrides, [extra])
+    schedule = vet_schedule(build_schedule(0, view.histories, view.lineage), base)
+    plan = plan_segments(schedule, frames_per_epoch=100, base=base)
+    assert [s.params for s in plan.segments] == [{extra: 1.0}, {extra: 2.0}]
+    argv = segment_argv(plan, plan.segments[0], tmp_path / "t", "rep", None, ["num_envs=4"])
+    assert argv[3:] == ["task=Cartpole", f"+{extra}=1.0", f"train_dir={tmp_path / 't'}", "experiment=rep",
+                        "max_iterations=1", "num_envs=4"]
+    resolved, _raw = compose(argv[3:])  # composes: the key is added, not overridden
+    assert resolved["task"]["env"]["extra"] == 1.0 and resolved["num_envs"] == 4

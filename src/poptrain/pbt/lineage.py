@@ -104,6 +104,16 @@ class LineageEvent:
         extra = {k: v for k, v in record.items() if k not in _STANDARD}
         return cls(**values, extra=extra)
 
+    def checked(self) -> LineageEvent:
+        """This event with its values made plain (numpy / tensor numbers become Python numbers) and checked as the
+        reader checks them (ValueError naming the field): ``LineageLog.append`` writes only checked events, however
+        they were built (``create`` or the dataclass itself, as the observer does)."""
+        record = plain_data(self.to_record(), "lineage")
+        problem = _problem(record)
+        if problem:
+            raise ValueError(f"lineage record: {problem}")
+        return self._from_checked(record)
+
     def to_record(self) -> dict[str, Any]:
         """The flat JSON object of this event (without its sha256)."""
         record = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "extra"}
@@ -158,7 +168,9 @@ class LineageLog:
         self._warned: set[tuple[int, str]] = set()
 
     def append(self, event: LineageEvent) -> LineageEvent:
-        """Append one line (one os.write to an O_APPEND fd); WorkspaceError naming the file when it fails."""
+        """Append one line (one os.write to an O_APPEND fd) and return the event as written (``checked``); ValueError
+        for an event the reader would skip, WorkspaceError naming the file when the append fails."""
+        event = event.checked()
         line = event.to_line()
         path = self.path
         try:

@@ -49,6 +49,7 @@ from poptrain.errors import ConfigError, WorkspaceError
 from poptrain.overrides import lookup
 from poptrain.pbt import live, search
 from poptrain.pbt.layout import checkpoint_name
+from poptrain.pbt.lineage import LineageEvent
 from poptrain.pbt.mutation import mutate
 from poptrain.pbt.params import PbtSettings, rule_choice
 from poptrain.pbt.restart import pop_restart_state, restart_argv, restart_process
@@ -160,10 +161,10 @@ def initial_pbt_check(
         apply_params(cfg, {k: v for k, v in newest.params.items() if k in keys})
         start = StartInfo(claim_token=token, kind="scratch", iteration=newest.iteration,
                           restarts=newest.restarts, exploits=newest.exploits)
-        ws.append_lineage(
-            "resume", member, source=None, source_iteration=None, iteration=newest.iteration, frames=0,
-            old_params=newest.params, new_params=newest.params, changed=[], mode="from_scratch", checkpoint="",
-        )
+        ws.append_event(LineageEvent(
+            event="resume", member=member, time=time.time(), iteration=newest.iteration, frames=0,
+            old_params=newest.params, new_params=newest.params, mode="from_scratch", extra={"checkpoint": ""},
+        ))  # fmt: skip
         return start
     if latest is not None:
         apply_params(cfg, {k: v for k, v in latest.params.items() if k in keys})
@@ -179,11 +180,10 @@ def initial_pbt_check(
             parent=latest.parent,
             objective=latest.objective,
         )
-        ws.append_lineage(
-            "resume", member, source=None, source_iteration=None, iteration=latest.iteration,
-            frames=latest.frames, old_params=latest.params, new_params=latest.params, changed=[],
-            mode=None, checkpoint=str(ckpt),
-        )
+        ws.append_event(LineageEvent(
+            event="resume", member=member, time=time.time(), iteration=latest.iteration, frames=latest.frames,
+            old_params=latest.params, new_params=latest.params, extra={"checkpoint": str(ckpt)},
+        ))  # fmt: skip
         if not latest.finished and _budget_reached(cfg, latest):
             # killed between its last interval checkpoint (at the budget) and its final write (found by the chaos
             # suite): record the end now instead of letting rl_games train one epoch past the budget
@@ -217,10 +217,10 @@ def initial_pbt_check(
             )
             mode = "initial"
         apply_params(cfg, new)
-        ws.append_lineage(
-            "mutate", member, source=None, source_iteration=None, iteration=0, frames=0,
-            old_params=old, new_params=new, changed=changed, mode=mode,
-        )
+        ws.append_event(LineageEvent(
+            event="mutate", member=member, time=time.time(), iteration=0, frames=0, old_params=old,
+            new_params=new, changed=changed, mode=mode,
+        ))  # fmt: skip
     return StartInfo(claim_token=token)
 
 
@@ -561,11 +561,12 @@ class PbtAlgoObserver(AlgoObserver):
         self.changed_at_frame = frames
         self.parent = {"member": leader.member, "iteration": leader.iteration}
         hot = live.all_live(differs, self.algo)
-        event = dict(
-            source=leader.member, source_iteration=leader.iteration, iteration=self.iteration, frames=frames,
-            old_params=old, new_params=new, changed=differs, mutated=changed,
-            source_objective=leader.objective, objective=self.last_objective,
-        )
+        event = LineageEvent(
+            event="exploit", member=self.member, time=decision_time, source=leader.member,
+            source_iteration=leader.iteration, iteration=self.iteration, frames=frames, old_params=old,
+            new_params=new, changed=differs,
+            extra={"mutated": changed, "source_objective": leader.objective, "objective": self.last_objective},
+        )  # fmt: skip
         if hot:
             self.algo.set_full_state_weights(state, set_epoch=False)
             self.window.clear()
@@ -576,10 +577,12 @@ class PbtAlgoObserver(AlgoObserver):
             self.params = new
             # what the running agent and env now use (task keys read back from the task itself)
             applied = api.get_params(self.algo, differs)
-            self.ws.append_lineage("exploit", self.member, mode="hot_swap",
-                                   latency_s=time.time() - decision_time, applied=applied, **event)
+            now = time.time()
+            self.ws.append_event(dataclasses.replace(
+                event, time=now, mode="hot_swap", extra={**event.extra, "latency_s": now - decision_time,
+                                                         "applied": applied}))  # fmt: skip
             return
-        self.ws.append_lineage("exploit", self.member, mode="restart", **event)
+        self.ws.append_event(dataclasses.replace(event, time=time.time(), mode="restart"))
         self._restart(new, state, decision_time, "exploit", float(leader.objective))
 
     def _leader_params(self, leader: MemberMeta) -> dict[str, Any]:
@@ -602,15 +605,16 @@ class PbtAlgoObserver(AlgoObserver):
         if not changed:
             return
         self.changed_at_frame = frames
-        event = dict(source=None, source_iteration=None, iteration=self.iteration, frames=frames,
-                     old_params=old, new_params=new, changed=changed)
+        event = LineageEvent(event="mutate", member=self.member, time=decision_time, iteration=self.iteration,
+                             frames=frames, old_params=old, new_params=new, changed=changed)
         if live.all_live(changed, self.algo):
             api.set_params(self.algo, {k: new[k] for k in changed})
             self.params = new
-            self.ws.append_lineage("mutate", self.member, mode="hot_swap",
-                                   applied=api.get_params(self.algo, changed), **event)
+            applied = api.get_params(self.algo, changed)
+            self.ws.append_event(dataclasses.replace(event, time=time.time(), mode="hot_swap",
+                                                     extra={"applied": applied}))
             return
-        self.ws.append_lineage("mutate", self.member, mode="restart", **event)
+        self.ws.append_event(dataclasses.replace(event, time=time.time(), mode="restart"))
         self._restart(new, self._state(), decision_time, "mutate", self.objective())
 
     def _restart(
@@ -637,12 +641,12 @@ class PbtAlgoObserver(AlgoObserver):
         start = self.start
         latency = time.time() - float(start.decision_time or time.time())
         start.decision_time = None
-        self.ws.append_lineage(
-            "restart", self.member, source=self.parent["member"] if self.parent else None,
+        self.ws.append_event(LineageEvent(
+            event="restart", member=self.member, time=time.time(), source=self.parent["member"] if self.parent else None,
             source_iteration=self.parent["iteration"] if self.parent else None, iteration=self.iteration,
-            frames=int(self.algo.frame), old_params=self.params, new_params=self.params, changed=[],
-            mode="restart", cause=start.event, latency_s=latency,
-        )
+            frames=int(self.algo.frame), old_params=self.params, new_params=self.params, mode="restart",
+            extra={"cause": start.event, "latency_s": latency},
+        ))  # fmt: skip
         self._scalar("pbt/restart_latency_s", latency, int(self.algo.frame))
 
     def _scalar(self, tag: str, value: float, step: int) -> None:

@@ -14,27 +14,11 @@ import sys
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from poptrain.overrides import override_key, render
+from poptrain.overrides import merge_overrides, render
 
 log = logging.getLogger(__name__)
 
 RESTART_ENV = "POPTRAIN_PBT_RESTART"
-
-def merge_overrides(overrides: Iterable[str], values: Mapping[str, Any]) -> list[str]:
-    """``overrides`` without those that set a key of ``values``, then ``key=value`` for each of ``values``.
-
-    A replaced override keeps its ``+``/``++`` prefix: ``+task.env.extra=1`` adds a key the defaults lack, and
-    ``task.env.extra=2`` would fail to compose (the member died at its first restart). A key the member deleted
-    with ``~`` and now sets gets ``++`` (add or override)."""
-    kept, prefix = [], {}
-    for o in overrides:
-        key = override_key(o)
-        if key not in values:
-            kept.append(o)
-            continue
-        head = o.split("=", 1)[0]
-        prefix[key] = "++" if head.startswith(("++", "~")) else "+" if head.startswith("+") else ""
-    return kept + [render(k, v, prefix.get(k, "")) for k, v in values.items()]
 
 
 def restart_argv(overrides: Iterable[str], values: Mapping[str, Any]) -> list[str]:
@@ -43,7 +27,8 @@ def restart_argv(overrides: Iterable[str], values: Mapping[str, Any]) -> list[st
     from poptrain.untrusted import safe_params
 
     values = safe_params(values, None, "PBT restart")
-    return [sys.executable, "-m", "poptrain.train", *merge_overrides(overrides, values)]
+    updates = [render(k, v) for k, v in values.items()]
+    return [sys.executable, "-m", "poptrain.train", *merge_overrides(list(overrides), updates)]
 
 
 def restart_process(argv: list[str], state: Mapping[str, Any], writer: Any = None) -> None:

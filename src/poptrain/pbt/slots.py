@@ -42,7 +42,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -659,39 +659,19 @@ class SlotObserver:
 
 
 # ---- entry ----------------------------------------------------------------------------------------------
-def compose_members(
-    spec: SlotSpec, compose: Callable[[list[str]], DictConfig] | None = None
-) -> list[DictConfig]:
-    """One composed config per member: shared overrides + the member's own."""
-    from poptrain.config import CFG_DIR, check_overrides, register_resolvers, validate
+def compose_members(spec: SlotSpec) -> list[DictConfig]:
+    """One composed config per member: shared overrides + the member's own, through ``config.compose`` (the
+    CLI's and the api's one compose path: override check, Hydra, validation, seed drawn when -1)."""
+    from poptrain.config import compose
 
-    register_resolvers()
-    if compose is None:
-        from hydra import compose as hydra_compose
-        from hydra import initialize_config_dir
-
-        def compose(overrides: list[str]) -> DictConfig:
-            with initialize_config_dir(config_dir=str(CFG_DIR), version_base="1.3"):
-                return hydra_compose(config_name="config", overrides=overrides)
-
-    cfgs = []
-    for member in spec.members:
-        overrides = [*spec.shared, *member]
-        check_overrides(overrides)
-        cfg = compose(overrides)
-        validate(cfg)
-        cfgs.append(cfg)
-    return cfgs
+    return [compose(*spec.shared, *member) for member in spec.members]
 
 
 def run_slot(spec: SlotSpec) -> int:
     """Train every member of the slot to its budget; returns the exit code."""
     from poptrain.build import make_runner, setup_torch
-    from poptrain.config import resolve_seed
 
-    cfgs = compose_members(spec)
-    for cfg in cfgs:
-        resolve_seed(cfg)
+    cfgs = compose_members(spec)  # seeds already drawn (config.prepare)
     runner_state = SlotRunner(cfgs, spec.slot)
     # the agent is built from the first member's config, in the slot's own folder
     base = copy.deepcopy(cfgs[0])

@@ -278,6 +278,11 @@ class Workspace:
         for a record the reader would skip, WorkspaceError when the file cannot be appended to."""
         return self.lineage.append(LineageEvent.create(event, member, **fields))
 
+    def append_event(self, event: LineageEvent) -> LineageEvent:
+        """Append ``event`` as built (the engine builds the dataclass itself); ValueError for an event the reader
+        would skip, WorkspaceError when the file cannot be appended to."""
+        return self.lineage.append(event)
+
     def read_lineage(self) -> list[LineageEvent]:
         """Every valid lineage event, in file order; corrupt lines are skipped with one warning each."""
         return self.lineage.read()
