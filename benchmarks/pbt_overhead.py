@@ -176,20 +176,38 @@ def _population_workspace(
     procs = []
     for i in range(n):
         argv = [
-            sys.executable, "-m", "poptrain.train", "task=Cartpole", f"num_envs={num_envs}",
-            f"max_iterations={epochs}", f"train_dir={root / 'runs'}", f"experiment=m{i}",
-            "train.params.config.save_frequency=0", "pbt=pbt_default", f"pbt/mutation={mutation}",
-            f"pbt.num_policies={n}", f"pbt.policy_idx={i}", f"pbt.workspace={ws}",
-            f"pbt.interval_steps={10 * frames_per_epoch}", f"pbt.start_after={10 * frames_per_epoch}",
-            f"pbt.initial_delay={10 * frames_per_epoch}", "pbt.replace_rule=threshold", "pbt.threshold_std=0",
-            "pbt.threshold_abs=0", f"pbt.mutation_rate={rate}", f"rl_device={device}", f"sim_device={device}",
+            sys.executable,
+            "-m",
+            "poptrain.train",
+            "task=Cartpole",
+            f"num_envs={num_envs}",
+            f"max_iterations={epochs}",
+            f"train_dir={root / 'runs'}",
+            f"experiment=m{i}",
+            "train.params.config.save_frequency=0",
+            "pbt=pbt_default",
+            f"pbt/mutation={mutation}",
+            f"pbt.num_policies={n}",
+            f"pbt.policy_idx={i}",
+            f"pbt.workspace={ws}",
+            f"pbt.interval_steps={10 * frames_per_epoch}",
+            f"pbt.start_after={10 * frames_per_epoch}",
+            f"pbt.initial_delay={10 * frames_per_epoch}",
+            "pbt.replace_rule=threshold",
+            "pbt.threshold_std=0",
+            "pbt.threshold_abs=0",
+            f"pbt.mutation_rate={rate}",
+            f"rl_device={device}",
+            f"sim_device={device}",
         ]
         log = (root / f"log{i}.txt").open("w")
         procs.append(subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ)))
     t0 = time.perf_counter()
     codes = [p.wait() for p in procs]
-    print(f"population of {n} ({mutation}): {epochs} epochs x {frames_per_epoch} frames each, "
-          f"wall {time.perf_counter() - t0:.1f} s, exit codes {codes}, workspace {ws}")
+    print(
+        f"population of {n} ({mutation}): {epochs} epochs x {frames_per_epoch} frames each, "
+        f"wall {time.perf_counter() - t0:.1f} s, exit codes {codes}, workspace {ws}"
+    )
     if any(codes):
         raise SystemExit(f"a member failed; logs in {root}")
     _POPULATION[key] = ws
@@ -203,8 +221,17 @@ def part_a_bookkeeping_share() -> list[dict]:
         final = ws.latest(member)
         assert final is not None and final.finished, f"member {member} did not finish"
         book, wall = float(final.extra["bookkeeping_s"]), float(final.extra["process_s"])
-        rows.append({"member": member, "bookkeeping_s": book, "process_s": wall, "share": book / wall,
-                     "iterations": final.iteration, "restarts": final.restarts, "exploits": final.exploits})
+        rows.append(
+            {
+                "member": member,
+                "bookkeeping_s": book,
+                "process_s": wall,
+                "share": book / wall,
+                "iterations": final.iteration,
+                "restarts": final.restarts,
+                "exploits": final.exploits,
+            }
+        )
     return rows
 
 
@@ -212,10 +239,14 @@ def _print_a(rows: list[dict]) -> None:
     print("\n(a) share of wall time in PBT bookkeeping (all observer hooks), population of", len(rows))
     print(f"{'member':>6} {'iter':>5} {'rst':>4} {'exp':>4} {'pbt s':>8} {'wall s':>8} {'share':>8}")
     for r in rows:
-        print(f"{r['member']:>6} {r['iterations']:>5} {r['restarts']:>4} {r['exploits']:>4} "
-              f"{r['bookkeeping_s']:>8.3f} {r['process_s']:>8.2f} {100 * r['share']:>7.3f}%")
+        print(
+            f"{r['member']:>6} {r['iterations']:>5} {r['restarts']:>4} {r['exploits']:>4} "
+            f"{r['bookkeeping_s']:>8.3f} {r['process_s']:>8.2f} {100 * r['share']:>7.3f}%"
+        )
     total = sum(r["bookkeeping_s"] for r in rows) / sum(r["process_s"] for r in rows)
-    print(f"population: {100 * total:.3f} % of member wall time (goal < 1 %: ratio to goal {total / 0.01:.2f})")
+    print(
+        f"population: {100 * total:.3f} % of member wall time (goal < 1 %: ratio to goal {total / 0.01:.2f})"
+    )
 
 
 def part_c_exploit_latency() -> list[dict]:
@@ -228,20 +259,31 @@ def part_c_exploit_latency() -> list[dict]:
     rows = []
     for kind, values in (("hot_swap", hot), ("os.execv restart", restart)):
         if values:
-            rows.append({"kind": kind, "n": len(values), "median_s": statistics.median(values),
-                         "min_s": min(values), "max_s": max(values)})
+            rows.append(
+                {
+                    "kind": kind,
+                    "n": len(values),
+                    "median_s": statistics.median(values),
+                    "min_s": min(values),
+                    "max_s": max(values),
+                }
+            )
     return rows
 
 
 def _print_c(rows: list[dict]) -> None:
     print("\n(c) exploit latency: decision -> next training step")
     for r in rows:
-        print(f"{r['kind']:>17}: n={r['n']:>3} median {r['median_s']:.4f} s  min {r['min_s']:.4f}  max {r['max_s']:.4f}")
+        print(
+            f"{r['kind']:>17}: n={r['n']:>3} median {r['median_s']:.4f} s  min {r['min_s']:.4f}  max {r['max_s']:.4f}"
+        )
     by = {r["kind"]: r for r in rows}
     if len(by) == 2:
         h, x = by["hot_swap"], by["os.execv restart"]
-        print(f"restart / hot swap (medians): {x['median_s'] / h['median_s']:.0f}x; "
-              f"hot swap goal < 1 s: ratio to goal {h['max_s'] / 1.0:.3f} (max)")
+        print(
+            f"restart / hot swap (medians): {x['median_s'] / h['median_s']:.0f}x; "
+            f"hot swap goal < 1 s: ratio to goal {h['max_s'] / 1.0:.3f} (max)"
+        )
 
 
 def part_d_member_switch(sizes: Sequence[int] = (1024, 4096), epochs: int = 40) -> list[dict]:
@@ -253,14 +295,34 @@ def part_d_member_switch(sizes: Sequence[int] = (1024, 4096), epochs: int = 40) 
         root = Path(tempfile.mkdtemp(prefix="pbt_overhead_d_"))
         frames_per_epoch = num_envs * 16
         shared = [
-            "task=Cartpole", f"num_envs={num_envs}", f"max_iterations={epochs}", f"train_dir={root / 'runs'}",
-            "train.params.config.save_frequency=0", "pbt=pbt_default", "pbt/mutation=cartpole_env",
-            "pbt.num_policies=2", f"pbt.workspace={root / 'ws'}", f"pbt.interval_steps={frames_per_epoch}",
-            f"pbt.start_after={frames_per_epoch}", f"pbt.initial_delay={frames_per_epoch}",
+            "task=Cartpole",
+            f"num_envs={num_envs}",
+            f"max_iterations={epochs}",
+            f"train_dir={root / 'runs'}",
+            "train.params.config.save_frequency=0",
+            "pbt=pbt_default",
+            "pbt/mutation=cartpole_env",
+            "pbt.num_policies=2",
+            f"pbt.workspace={root / 'ws'}",
+            f"pbt.interval_steps={frames_per_epoch}",
+            f"pbt.start_after={frames_per_epoch}",
+            f"pbt.initial_delay={frames_per_epoch}",
         ]
-        argv = [sys.executable, "-m", "poptrain.pbt.slots", "--slot", "0",
-                "--member", "pbt.policy_idx=0", "experiment=m0", "--member", "pbt.policy_idx=1", "experiment=m1",
-                "--", *shared]
+        argv = [
+            sys.executable,
+            "-m",
+            "poptrain.pbt.slots",
+            "--slot",
+            "0",
+            "--member",
+            "pbt.policy_idx=0",
+            "experiment=m0",
+            "--member",
+            "pbt.policy_idx=1",
+            "experiment=m1",
+            "--",
+            *shared,
+        ]
         t0 = time.perf_counter()
         out = subprocess.run(argv, capture_output=True, text=True, env=dict(os.environ))
         wall = time.perf_counter() - t0
@@ -269,9 +331,17 @@ def part_d_member_switch(sizes: Sequence[int] = (1024, 4096), epochs: int = 40) 
             raise SystemExit(f"slot failed ({out.returncode}): {out.stdout[-2000:]}{out.stderr[-2000:]}")
         fields = dict(re.findall(r"(\w+)=(\S+)", line))
         status = yaml.safe_load((root / "ws" / "slots" / "slot_0.json").read_text())
-        rows.append({"part": "d", "num_envs": num_envs, "switches": int(fields["switches"]),
-                     "median_ms": float(fields["switch_median_ms"]), "total_switch_s": float(status["switch_s"]),
-                     "slot_wall_s": float(status["wall_s"]), "process_wall_s": wall})
+        rows.append(
+            {
+                "part": "d",
+                "num_envs": num_envs,
+                "switches": int(fields["switches"]),
+                "median_ms": float(fields["switch_median_ms"]),
+                "total_switch_s": float(status["switch_s"]),
+                "slot_wall_s": float(status["wall_s"]),
+                "process_wall_s": wall,
+            }
+        )
     return rows
 
 
@@ -280,10 +350,14 @@ def _print_d(rows: list[dict]) -> None:
     print(f"{'envs':>6} {'switches':>9} {'median ms':>10} {'switch s':>9} {'slot wall s':>12} {'share':>7}")
     for r in rows:
         share = r["total_switch_s"] / r["slot_wall_s"]
-        print(f"{r['num_envs']:>6} {r['switches']:>9} {r['median_ms']:>10.2f} {r['total_switch_s']:>9.3f} "
-              f"{r['slot_wall_s']:>12.2f} {100 * share:>6.2f}%")
+        print(
+            f"{r['num_envs']:>6} {r['switches']:>9} {r['median_ms']:>10.2f} {r['total_switch_s']:>9.3f} "
+            f"{r['slot_wall_s']:>12.2f} {100 * share:>6.2f}%"
+        )
     first = rows[0]
-    print(f"{first['num_envs']} envs: {first['median_ms']:.2f} ms = {first['median_ms'] / 50.0:.2f} x the 50 ms goal")
+    print(
+        f"{first['num_envs']} envs: {first['median_ms']:.2f} ms = {first['median_ms'] / 50.0:.2f} x the 50 ms goal"
+    )
 
 
 def set_live_cost(num_envs: int, repeats: int = 200) -> float:
@@ -308,8 +382,11 @@ def part_e_task_param_swap() -> list[dict]:
     # rate 1: with one mutable key, a lower rate can leave all members identical (ties: no exploit ever)
     hot_events = Workspace(_population_workspace(n=4, mutation="cartpole_effort", rate=1.0)).read_lineage()
     restart_events = Workspace(_population_workspace(n=4, mutation="task_only", rate=1.0)).read_lineage()
-    hot = [e.extra["latency_s"] for e in hot_events if e.event == "exploit" and e.mode == "hot_swap"
-           and "task.env.maxEffort" in e.changed]
+    hot = [
+        e.extra["latency_s"]
+        for e in hot_events
+        if e.event == "exploit" and e.mode == "hot_swap" and "task.env.maxEffort" in e.changed
+    ]
     restart = [e.extra["latency_s"] for e in restart_events if e.event == "restart"]
     stray = [e for e in hot_events if e.event == "restart"]
     if stray:
@@ -317,19 +394,29 @@ def part_e_task_param_swap() -> list[dict]:
     rows = []
     for kind, values in (("task key hot swap", hot), ("os.execv restart", restart)):
         if values:
-            rows.append({"kind": kind, "n": len(values), "median_s": statistics.median(values),
-                         "min_s": min(values), "max_s": max(values)})
+            rows.append(
+                {
+                    "kind": kind,
+                    "n": len(values),
+                    "median_s": statistics.median(values),
+                    "min_s": min(values),
+                    "max_s": max(values),
+                }
+            )
     for n in (1024, 4096):
-        rows.append({"kind": f"set_live {n} envs", "n": 200, "median_s": set_live_cost(n), "min_s": 0.0,
-                     "max_s": 0.0})
+        rows.append(
+            {"kind": f"set_live {n} envs", "n": 200, "median_s": set_live_cost(n), "min_s": 0.0, "max_s": 0.0}
+        )
     return rows
 
 
 def _print_e(rows: list[dict]) -> None:
     print("\n(e) task-parameter change: decision -> next training step (exploit latency), and set_live alone")
     for r in rows:
-        print(f"{r['kind']:>20}: n={r['n']:>3} median {r['median_s']:.6f} s  min {r['min_s']:.4f}  "
-              f"max {r['max_s']:.4f}")
+        print(
+            f"{r['kind']:>20}: n={r['n']:>3} median {r['median_s']:.6f} s  min {r['min_s']:.4f}  "
+            f"max {r['max_s']:.4f}"
+        )
     by = {r["kind"]: r for r in rows}
     if "task key hot swap" in by and "os.execv restart" in by:
         h, x = by["task key hot swap"], by["os.execv restart"]

@@ -112,11 +112,20 @@ class PpoSettings:
     @classmethod
     def from_params(cls, params: dict[str, Any], num_envs: int) -> PpoSettings:
         conf = params["config"]
-        expected = {"lr_schedule": "adaptive", "normalize_input": True, "normalize_value": True,
-                    "normalize_advantage": True, "clip_value": True, "truncate_grads": True, "ppo": True}
+        expected = {
+            "lr_schedule": "adaptive",
+            "normalize_input": True,
+            "normalize_value": True,
+            "normalize_advantage": True,
+            "clip_value": True,
+            "truncate_grads": True,
+            "ppo": True,
+        }
         for key, value in expected.items():
             if conf.get(key) != value:
-                raise SystemExit(f"the plain loops assume {key}={value!r}; CartpolePPO.yaml has {conf.get(key)!r}")
+                raise SystemExit(
+                    f"the plain loops assume {key}={value!r}; CartpolePPO.yaml has {conf.get(key)!r}"
+                )
         return cls(
             num_envs=num_envs,
             horizon=int(conf["horizon_length"]),
@@ -215,8 +224,11 @@ class RunningMeanStd(nn.Module):
         delta = batch_mean - self.mean
         total = self.count + batch_count
         self.mean = self.mean + delta * batch_count / total
-        self.var = (self.var * self.count + batch_var * batch_count
-                    + delta.square() * self.count * batch_count / total) / total
+        self.var = (
+            self.var * self.count
+            + batch_var * batch_count
+            + delta.square() * self.count * batch_count / total
+        ) / total
         self.count = total
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
@@ -249,7 +261,11 @@ def ppo_rlg_math(s: PpoSettings, epochs: int, seed: int = 0) -> Measurement:
 
     H = s.horizon
     buf_obs = torch.zeros(H, n, num_obs)
-    buf_action, buf_mu, buf_sigma = torch.zeros(H, n, num_act), torch.zeros(H, n, num_act), torch.zeros(H, n, num_act)
+    buf_action, buf_mu, buf_sigma = (
+        torch.zeros(H, n, num_act),
+        torch.zeros(H, n, num_act),
+        torch.zeros(H, n, num_act),
+    )
     buf_neglogp, buf_first = torch.zeros(H, n), torch.zeros(H, n)
     buf_value, buf_reward = torch.zeros(H, n, 1), torch.zeros(H, n, 1)
     ep_return = torch.zeros(n)
@@ -325,13 +341,23 @@ def ppo_rlg_math(s: PpoSettings, epochs: int, seed: int = 0) -> Measurement:
 
                 ratio = torch.exp(b_neglogp[mb] - neglogp)
                 adv = b_advantage[mb]
-                actor_loss = torch.max(-adv * ratio, -adv * ratio.clamp(1.0 - s.e_clip, 1.0 + s.e_clip)).mean()
+                actor_loss = torch.max(
+                    -adv * ratio, -adv * ratio.clamp(1.0 - s.e_clip, 1.0 + s.e_clip)
+                ).mean()
                 old_value = b_value[mb]
                 value_clipped = old_value + (value - old_value).clamp(-s.e_clip, s.e_clip)
-                critic_loss = torch.max((value - b_return[mb]).square(), (value_clipped - b_return[mb]).square()).mean()
-                bounds_loss = ((mu - 1.1).clamp_min(0.0).square() + (mu + 1.1).clamp_max(0.0).square()).sum(-1).mean()
-                loss = (actor_loss + 0.5 * s.critic_coef * critic_loss - s.entropy_coef * entropy.mean()
-                        + s.bounds_coef * bounds_loss)
+                critic_loss = torch.max(
+                    (value - b_return[mb]).square(), (value_clipped - b_return[mb]).square()
+                ).mean()
+                bounds_loss = (
+                    ((mu - 1.1).clamp_min(0.0).square() + (mu + 1.1).clamp_max(0.0).square()).sum(-1).mean()
+                )
+                loss = (
+                    actor_loss
+                    + 0.5 * s.critic_coef * critic_loss
+                    - s.entropy_coef * entropy.mean()
+                    + s.bounds_coef * bounds_loss
+                )
 
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -342,9 +368,15 @@ def ppo_rlg_math(s: PpoSettings, epochs: int, seed: int = 0) -> Measurement:
                 with torch.no_grad():
                     mu, sigma = mu.detach(), sigma.detach()
                     old_mu, old_sigma = b_mu[mb], b_sigma[mb]
-                    kl = (torch.log(old_sigma / sigma + 1e-5)
-                          + (sigma.square() + (old_mu - mu).square()) / (2.0 * (old_sigma.square() + 1e-5))
-                          - 0.5).sum(-1).mean()
+                    kl = (
+                        (
+                            torch.log(old_sigma / sigma + 1e-5)
+                            + (sigma.square() + (old_mu - mu).square()) / (2.0 * (old_sigma.square() + 1e-5))
+                            - 0.5
+                        )
+                        .sum(-1)
+                        .mean()
+                    )
                     b_mu[mb], b_sigma[mb] = mu, sigma
                 kl_value = kl.item()
                 if kl_value > 2.0 * s.kl_threshold:
@@ -374,7 +406,9 @@ class _LightNorm(nn.Module):
         b_mean, b_var, b_count = x.mean(0), x.var(0, unbiased=False), x.shape[0]
         delta, total = b_mean - self.mean, self.count + b_count
         self.mean += delta * b_count / total
-        self.var.copy_((self.var * self.count + b_var * b_count + delta.square() * self.count * b_count / total) / total)
+        self.var.copy_(
+            (self.var * self.count + b_var * b_count + delta.square() * self.count * b_count / total) / total
+        )
         self.count = total
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -434,7 +468,7 @@ def ppo_light(s: PpoSettings, epochs: int, seed: int = 0) -> Measurement:
         for _ in range(s.mini_epochs):
             perm = torch.randperm(batch)
             for start in range(0, batch, s.minibatch):
-                idx = perm[start:start + s.minibatch]
+                idx = perm[start : start + s.minibatch]
                 mu, log_std, v = net(obs_norm(flat_obs[idx]))
                 logp = -neg_log_prob(flat_act[idx], mu, log_std.exp(), log_std)
                 a_mb = flat_adv[idx]
@@ -510,8 +544,14 @@ class _EpochStamps:
 def compose_cfg(num_envs: int, epochs: int, train_dir: str):
     from poptrain.config import compose
 
-    overrides = [f"num_envs={num_envs}", f"max_iterations={epochs}", f"train_dir={train_dir}", "experiment=bench",
-                 f"rl_device={DEVICE}", f"sim_device={DEVICE}"]
+    overrides = [
+        f"num_envs={num_envs}",
+        f"max_iterations={epochs}",
+        f"train_dir={train_dir}",
+        "experiment=bench",
+        f"rl_device={DEVICE}",
+        f"sim_device={DEVICE}",
+    ]
     return compose(*overrides)  # as python -m poptrain.train composes and checks it
 
 
@@ -542,6 +582,7 @@ def measure(num_envs: int, epochs: int, warmup: int, rounds: int) -> dict[str, A
         params = OmegaConf.to_container(compose_cfg(num_envs, epochs, tmp).train.params, resolve=True)
     assert isinstance(params, dict)
     s = PpoSettings.from_params(params, num_envs)
+
     def on_device(run: Callable[[], Measurement]) -> Callable[[], Measurement]:
         def inside() -> Measurement:
             with torch.device(DEVICE):  # the plain loops' factory calls (zeros, randperm, ...) land on DEVICE
@@ -561,13 +602,17 @@ def measure(num_envs: int, epochs: int, warmup: int, rounds: int) -> dict[str, A
         torch.set_num_threads(1)
         with torch.device(DEVICE):
             raw.append(raw_rate(s))
-        for key in order[r % 3:] + order[:r % 3]:
-            torch.set_num_threads(1)  # rl_games sets it from its config (num_threads=1); keep both sides equal
+        for key in order[r % 3 :] + order[: r % 3]:
+            torch.set_num_threads(
+                1
+            )  # rl_games sets it from its config (num_threads=1); keep both sides equal
             m = runs[key]()
             done[key].append(m)
-            print(f"  envs {num_envs} round {r + 1}: ({key}) {m.rate(warmup):,.0f} frames/s wall, "
-                  f"{m.rate(warmup, 1):,.0f} per CPU-s, mean return {m.mean_return:.1f}, threads {m.threads}",
-                  flush=True)
+            print(
+                f"  envs {num_envs} round {r + 1}: ({key}) {m.rate(warmup):,.0f} frames/s wall, "
+                f"{m.rate(warmup, 1):,.0f} per CPU-s, mean return {m.mean_return:.1f}, threads {m.threads}",
+                flush=True,
+            )
     row: dict[str, Any] = {"envs": num_envs, "a": statistics.median(raw)}
     for clock, name in enumerate(CLOCKS):
         rates = {k: [m.rate(warmup, clock) for m in ms] for k, ms in done.items()}
@@ -575,22 +620,30 @@ def measure(num_envs: int, epochs: int, warmup: int, rounds: int) -> dict[str, A
         ratio0 = [b / c for b, c in zip(rates["b"], rates["c0"], strict=True)]
         row[name] = {
             **{k: statistics.median(v) for k, v in rates.items()},
-            "b/c": statistics.median(ratio), "b/c range": (min(ratio), max(ratio)),
+            "b/c": statistics.median(ratio),
+            "b/c range": (min(ratio), max(ratio)),
             "b/c0": statistics.median(ratio0),
         }
-    row["phases"] = {k: [statistics.median(m.breakdown(warmup)[i] for m in done[k]) for i in range(3)]
-                     for k in ("b", "c")}
+    row["phases"] = {
+        k: [statistics.median(m.breakdown(warmup)[i] for m in done[k]) for i in range(3)] for k in ("b", "c")
+    }
     row["returns"] = {k: statistics.median(m.mean_return for m in ms) for k, ms in done.items()}
     row["threads"] = sorted({m.threads for ms in done.values() for m in ms})
     return row
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--envs", type=int, nargs="+", default=[1024, 4096])
-    parser.add_argument("--epochs", type=int, default=40, help="epochs per run (rate counts those after --warmup)")
+    parser.add_argument(
+        "--epochs", type=int, default=40, help="epochs per run (rate counts those after --warmup)"
+    )
     parser.add_argument("--warmup", type=int, default=5, help="leading epochs excluded from the rate")
-    parser.add_argument("--rounds", type=int, default=3, help="alternating (b)/(c)/(c0) rounds; medians reported")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="alternating (b)/(c)/(c0) rounds; medians reported"
+    )
     parser.add_argument("--no-malloc-tuning", action="store_true", help="glibc malloc defaults for every run")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (every run, both sides)")
     parser.add_argument("--json", default="", help="also write the table's rows to this file")
@@ -609,28 +662,49 @@ def main() -> None:
     rows = [measure(n, args.epochs, args.warmup, args.rounds) for n in args.envs]
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"device": DEVICE, "epochs": args.epochs, "warmup": args.warmup, "rounds": args.rounds,
-                       "rows": rows}, f, indent=1)
-    print(f"\nthroughput (Cartpole on {DEVICE}; medians of {args.rounds} alternating rounds; {args.epochs} epochs per run, "
-          f"the first {args.warmup} excluded as warm-up)")
+            json.dump(
+                {
+                    "device": DEVICE,
+                    "epochs": args.epochs,
+                    "warmup": args.warmup,
+                    "rounds": args.rounds,
+                    "rows": rows,
+                },
+                f,
+                indent=1,
+            )
+    print(
+        f"\nthroughput (Cartpole on {DEVICE}; medians of {args.rounds} alternating rounds; {args.epochs} epochs per run, "
+        f"the first {args.warmup} excluded as warm-up)"
+    )
     print(f"malloc tuning (poptrain.allocator.tune_allocator) {'on' if tuned else 'off'} for every run")
-    print("wall: frames per wall-clock second; cpu: frames per second of this process' CPU time "
-          "(less disturbed by other jobs)")
-    print(f"{'envs':>6} {'clock':>5} {'(a) step+infer':>15} {'(b) rl_games':>13} {'(c) same math':>14} "
-          f"{'(c0) light':>11} {'b/c':>5} {'b/c min-max':>12} {'b/c0':>5}")
+    print(
+        "wall: frames per wall-clock second; cpu: frames per second of this process' CPU time "
+        "(less disturbed by other jobs)"
+    )
+    print(
+        f"{'envs':>6} {'clock':>5} {'(a) step+infer':>15} {'(b) rl_games':>13} {'(c) same math':>14} "
+        f"{'(c0) light':>11} {'b/c':>5} {'b/c min-max':>12} {'b/c0':>5}"
+    )
     for row in rows:
         for name in CLOCKS:
             r = row[name]
             lo, hi = r["b/c range"]
             a = f"{row['a']:,.0f}" if name == "wall" else ""
-            print(f"{row['envs']:>6} {name:>5} {a:>15} {r['b']:>13,.0f} {r['c']:>14,.0f} {r['c0']:>11,.0f} "
-                  f"{r['b/c']:>5.2f} {lo:>5.2f}-{hi:<6.2f} {r['b/c0']:>5.2f}")
+            print(
+                f"{row['envs']:>6} {name:>5} {a:>15} {r['b']:>13,.0f} {r['c']:>14,.0f} {r['c0']:>11,.0f} "
+                f"{r['b/c']:>5.2f} {lo:>5.2f}-{hi:<6.2f} {r['b/c0']:>5.2f}"
+            )
         ret = row["returns"]
-        print(f"{'':>6} torch threads {row['threads']}; mean return at the end b/c/c0: "
-              f"{ret['b']:.0f}/{ret['c']:.0f}/{ret['c0']:.0f}")
+        print(
+            f"{'':>6} torch threads {row['threads']}; mean return at the end b/c/c0: "
+            f"{ret['b']:.0f}/{ret['c']:.0f}/{ret['c0']:.0f}"
+        )
         (rb, ub, ob), (rc, uc, oc) = row["phases"]["b"], row["phases"]["c"]
-        print(f"{'':>6} CPU ms per epoch, (b) vs (c): rollout+GAE {rb:.1f} vs {rc:.1f}, "
-              f"minibatch updates {ub:.1f} vs {uc:.1f}, rest (batch prep, logging, checkpoints) {ob:.1f} vs {oc:.1f}")
+        print(
+            f"{'':>6} CPU ms per epoch, (b) vs (c): rollout+GAE {rb:.1f} vs {rc:.1f}, "
+            f"minibatch updates {ub:.1f} vs {uc:.1f}, rest (batch prep, logging, checkpoints) {ob:.1f} vs {oc:.1f}"
+        )
 
 
 if __name__ == "__main__":

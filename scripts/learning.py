@@ -32,7 +32,11 @@ log = logging.getLogger(__name__)
 
 #: task -> (overrides, target description, predicate over a RunResult)
 TARGETS: dict[str, tuple[list[str], str, Any]] = {
-    "Cartpole": (["max_iterations=100"], "mean_reward >= 400 in < 60 s", lambda r: r.mean_reward >= 400 and r.wall_s < 60),
+    "Cartpole": (
+        ["max_iterations=100"],
+        "mean_reward >= 400 in < 60 s",
+        lambda r: r.mean_reward >= 400 and r.wall_s < 60,
+    ),
     "Pendulum": (["max_iterations=200"], "mean_reward >= -200", lambda r: r.mean_reward >= -200),
     "Acrobot": (
         ["max_iterations=300", "train.params.config.entropy_coef=0.03"],
@@ -75,8 +79,10 @@ class RunResult:
     success: float
 
     def line(self) -> str:
-        return (f"wall_s={self.wall_s:.1f} frames={self.frames} mean_reward={self.mean_reward:.2f} "
-                f"success={self.success:.3f}  {' '.join(self.overrides)}")
+        return (
+            f"wall_s={self.wall_s:.1f} frames={self.frames} mean_reward={self.mean_reward:.2f} "
+            f"success={self.success:.3f}  {' '.join(self.overrides)}"
+        )
 
 
 def run(task: str, overrides: list[str], train_dir: str = "/tmp/poptrain_learning") -> RunResult:
@@ -91,7 +97,9 @@ def run(task: str, overrides: list[str], train_dir: str = "/tmp/poptrain_learnin
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("mode", choices=["targets", "sweep", "run"])
     parser.add_argument("task", nargs="?", default="")
     parser.add_argument("overrides", nargs="*", help="fixed overrides; for sweep: fixed -- swept key=v1,v2")
@@ -112,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     fixed, swept = args.overrides, []
     if "--" in sys.argv and args.mode == "sweep":
         cut = (argv or sys.argv[1:]).index("--") if argv is None else argv.index("--")
-        tail = (argv or sys.argv[1:])[cut + 1:]
+        tail = (argv or sys.argv[1:])[cut + 1 :]
         fixed = [o for o in args.overrides if o not in tail]
         swept = tail
     grids = [[f"{kv.split('=', 1)[0]}={v}" for v in kv.split("=", 1)[1].split(",")] for kv in swept]

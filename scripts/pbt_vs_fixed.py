@@ -39,8 +39,14 @@ def run_arm(root: Path, arm: str, n: int, epochs: int, seed0: int) -> list[dict]
         else:
             ws, idx, pop = root / f"fixed_ws_{i}", 0, 1
         argv = [
-            sys.executable, "-m", "poptrain.train", *member_overrides(num_policies=pop, epochs=epochs),
-            f"pbt.policy_idx={idx}", f"seed={seed}", f"pbt.workspace={ws}", f"train_dir={root / 'runs'}",
+            sys.executable,
+            "-m",
+            "poptrain.train",
+            *member_overrides(num_policies=pop, epochs=epochs),
+            f"pbt.policy_idx={idx}",
+            f"seed={seed}",
+            f"pbt.workspace={ws}",
+            f"train_dir={root / 'runs'}",
             f"experiment={arm}_{i}",
         ]
         log = (root / f"{arm}_{i}.log").open("w")
@@ -52,11 +58,19 @@ def run_arm(root: Path, arm: str, n: int, epochs: int, seed0: int) -> list[dict]
         log_text = (root / f"{arm}_{i}.log").read_text()
         train = [ln for ln in log_text.splitlines() if ln.startswith("train: ")]
         ret = float(train[-1].split("mean_reward=")[1].split()[0]) if train else math.nan
-        rows.append({
-            "arm": arm, "run": i, "seed": seed, "exit": code, "objective": final.objective if final else math.nan,
-            "return": ret, "exploits": final.exploits if final else 0, "frames": final.frames if final else 0,
-            "entropy_coef": final.params.get(ENTROPY_KEY, math.nan) if final else math.nan,
-        })
+        rows.append(
+            {
+                "arm": arm,
+                "run": i,
+                "seed": seed,
+                "exit": code,
+                "objective": final.objective if final else math.nan,
+                "return": ret,
+                "exploits": final.exploits if final else 0,
+                "frames": final.frames if final else 0,
+                "entropy_coef": final.params.get(ENTROPY_KEY, math.nan) if final else math.nan,
+            }
+        )
     return rows
 
 
@@ -65,7 +79,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--epochs", type=int, default=EPOCHS)
     ap.add_argument("--members", type=int, default=4)
     ap.add_argument("--rounds", type=int, default=1)
-    ap.add_argument("--first-round", type=int, default=0, help="start at this round (seeds 1 + round * members ...)")
+    ap.add_argument(
+        "--first-round", type=int, default=0, help="start at this round (seeds 1 + round * members ...)"
+    )
     ap.add_argument("--out", default="", help="keep run folders here (default: a temp dir)")
     args = ap.parse_args(argv)
     base = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="pbt_vs_fixed_"))
@@ -83,9 +99,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\nround {r} arm {arm} ({wall:.0f} s wall, load average {load1:.2f} at its end)")
             for row in rows:
                 row.update(round=r, arm_wall_s=round(wall, 1), load1=load1)
-                print(f"  run {row['run']} seed {row['seed']}: exit {row['exit']} objective {row['objective']:.3f} "
-                      f"return {row['return']:.1f} frames {row['frames']} exploits {row['exploits']} "
-                      f"entropy_coef {row['entropy_coef']:.4g}", flush=True)
+                print(
+                    f"  run {row['run']} seed {row['seed']}: exit {row['exit']} objective {row['objective']:.3f} "
+                    f"return {row['return']:.1f} frames {row['frames']} exploits {row['exploits']} "
+                    f"entropy_coef {row['entropy_coef']:.4g}",
+                    flush=True,
+                )
             all_rows.extend(rows)
             best = max(rows, key=lambda x: (x["objective"], x["return"]))
             summary.append((r, arm, best))
@@ -94,8 +113,10 @@ def main(argv: list[str] | None = None) -> int:
     os.replace(tmp, base / "results.json")
     print("\nbest final objective (success rate; return as tie-break) per arm and round:")
     for r, arm, best in summary:
-        print(f"  round {r} {arm:>5}: objective {best['objective']:.3f} return {best['return']:.1f} "
-              f"(run {best['run']}, seed {best['seed']})")
+        print(
+            f"  round {r} {arm:>5}: objective {best['objective']:.3f} return {best['return']:.1f} "
+            f"(run {best['run']}, seed {best['seed']})"
+        )
     return 0
 
 

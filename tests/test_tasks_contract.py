@@ -40,7 +40,9 @@ def random_actions(task, gen: torch.Generator, scale: float = 1.0) -> torch.Tens
 
 
 def test_every_builtin_name_is_covered():
-    assert {name for name, _ in CASES} | set(OWN_SUITE) == set(_BUILTIN) and set(_BUILTIN) <= set(task_names())
+    assert {name for name, _ in CASES} | set(OWN_SUITE) == set(_BUILTIN) and set(_BUILTIN) <= set(
+        task_names()
+    )
     root = Path(__file__).resolve().parents[1]
     assert all((root / path).is_file() for path in OWN_SUITE.values())
 
@@ -268,5 +270,3 @@ def test_num_envs_must_be_positive(name):
 def test_unknown_task_lists_known_names():
     with pytest.raises(ConfigError, match="Cartpole"):
         build("NoSuchTask")
-
-

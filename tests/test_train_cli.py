@@ -25,7 +25,11 @@ def poptrain(*overrides: str, timeout: int = 240) -> subprocess.CompletedProcess
     env.pop("HYDRA_FULL_ERROR", None)
     return subprocess.run(
         [sys.executable, "-m", "poptrain.train", *overrides],
-        capture_output=True, text=True, timeout=timeout, env=env, check=False,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        check=False,
     )
 
 
@@ -51,7 +55,12 @@ def initial_policy_return(episodes: int = 256) -> float:
 def trained(tmp_path_factory):
     train_dir = tmp_path_factory.mktemp("runs")
     proc = poptrain(
-        "task=Cartpole", "num_envs=256", "max_iterations=40", f"train_dir={train_dir}", "experiment=ci", "seed=3"
+        "task=Cartpole",
+        "num_envs=256",
+        "max_iterations=40",
+        f"train_dir={train_dir}",
+        "experiment=ci",
+        "seed=3",
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("train:")]
@@ -79,8 +88,13 @@ def test_training_writes_checkpoints_and_summaries_under_the_experiment(trained)
 
 def play(trained, *extra: str) -> subprocess.CompletedProcess[str]:
     return poptrain(
-        "task=Cartpole", "test=True", f"checkpoint={trained['checkpoint']}", "num_envs=16",
-        "play_episodes=16", f"train_dir={trained['train_dir']}", *extra,
+        "task=Cartpole",
+        "test=True",
+        f"checkpoint={trained['checkpoint']}",
+        "num_envs=16",
+        "play_episodes=16",
+        f"train_dir={trained['train_dir']}",
+        *extra,
     )
 
 
@@ -112,7 +126,9 @@ def test_play_with_exploration_noise_differs_from_deterministic(trained, calm_pl
 @pytest.fixture(scope="session")
 def pendulum_checkpoint(tmp_path_factory):
     train_dir = tmp_path_factory.mktemp("pend")
-    proc = poptrain("task=Pendulum", "num_envs=16", "max_iterations=2", f"train_dir={train_dir}", "experiment=p")
+    proc = poptrain(
+        "task=Pendulum", "num_envs=16", "max_iterations=2", f"train_dir={train_dir}", "experiment=p"
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return TRAIN_LINE.match(proc.stdout.splitlines()[-1])[3]  # type: ignore[index]
 
@@ -132,7 +148,9 @@ def test_unknown_task(tmp_path):
     assert_one_error(poptrain("task=Cartpol", f"train_dir={tmp_path}"), "'Cartpol'", "Cartpole", "Pendulum")
 
 
-@pytest.mark.parametrize("key", ["num_env=3", "train.params.config.learning_rat=1e-3", "task.env.maxEpisodeLen=5"])
+@pytest.mark.parametrize(
+    "key", ["num_env=3", "train.params.config.learning_rat=1e-3", "task.env.maxEpisodeLen=5"]
+)
 def test_unknown_config_key(tmp_path, key):
     assert_one_error(poptrain(key, f"train_dir={tmp_path}"), key.split("=")[0], "unknown config key")
 
@@ -160,8 +178,13 @@ def test_non_checkpoint_file(tmp_path):
 
 def test_checkpoint_of_another_task_names_the_differing_shapes(tmp_path, pendulum_checkpoint):
     err = assert_one_error(
-        poptrain("task=Cartpole", "test=True", f"checkpoint={pendulum_checkpoint}", "num_envs=4",
-                 f"train_dir={tmp_path}"),
+        poptrain(
+            "task=Cartpole",
+            "test=True",
+            f"checkpoint={pendulum_checkpoint}",
+            "num_envs=4",
+            f"train_dir={tmp_path}",
+        ),
         "does not match",
     )
     assert "(32, 3) vs model (32, 4)" in err and "(3,) vs model (4,)" in err

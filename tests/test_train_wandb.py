@@ -21,7 +21,9 @@ def test_restart_resumes_the_same_wandb_run(monkeypatch):
         return types.SimpleNamespace(id=kwargs.get("id") or "run-abc")
 
     monkeypatch.setitem(sys.modules, "wandb", types.SimpleNamespace(init=init))
-    monkeypatch.setenv(wandb_run.WANDB_RUN_ENV, "placeholder")  # recorded, so the test leaves the env as it was
+    monkeypatch.setenv(
+        wandb_run.WANDB_RUN_ENV, "placeholder"
+    )  # recorded, so the test leaves the env as it was
     monkeypatch.delenv(wandb_run.WANDB_RUN_ENV)
     with initialize_config_dir(config_dir=str(CFG_DIR), version_base="1.3"):
         cfg = compose(config_name="config", overrides=["wandb_activate=True", "experiment=m0"])

@@ -115,7 +115,9 @@ class Trainer:
         setup_torch(cfg)
         self.cfg = cfg
         self._window = _ObjectiveWindow(DEFAULT_WINDOW)
-        runner = make_runner(cfg, [self._window, *observers])  # the CLI's builder: atomic, portable saves included
+        runner = make_runner(
+            cfg, [self._window, *observers]
+        )  # the CLI's builder: atomic, portable saves included
         self._observer = runner.algo_observer
         self.agent: Any = runner.algo_factory.create(runner.algo_name, base_name="run", params=runner.params)
         if cfg.checkpoint:

@@ -20,8 +20,15 @@ from poptrain.atomic import CHAOS_ENOSPC_ENV, CHAOS_WRITE_DELAY_ENV, atomic_writ
 from poptrain.errors import ConfigError
 
 #: re-exported: checkpoint writers and the workspace import the one atomic_write from here too
-__all__ = ["CHAOS_ENOSPC_ENV", "CHAOS_WRITE_DELAY_ENV", "atomic_torch_save", "atomic_write", "chaos_enospc",
-           "check_model_compat", "load_checkpoint_file"]
+__all__ = [
+    "CHAOS_ENOSPC_ENV",
+    "CHAOS_WRITE_DELAY_ENV",
+    "atomic_torch_save",
+    "atomic_write",
+    "chaos_enospc",
+    "check_model_compat",
+    "load_checkpoint_file",
+]
 
 
 def _numpy_safe_globals() -> list[Any]:
@@ -30,7 +37,9 @@ def _numpy_safe_globals() -> list[Any]:
     safe: list[Any] = [getattr(np, n) for n in names]
     dtypes = getattr(np, "dtypes", None)
     if dtypes is not None:
-        safe += [getattr(dtypes, n) for n in ("Float32DType", "Float64DType", "Int64DType") if hasattr(dtypes, n)]
+        safe += [
+            getattr(dtypes, n) for n in ("Float32DType", "Float64DType", "Int64DType") if hasattr(dtypes, n)
+        ]
     core = getattr(np, "_core", None) or getattr(np, "core", None)
     scalar = getattr(getattr(core, "multiarray", None), "scalar", None)
     if scalar is not None:
@@ -50,7 +59,9 @@ def load_checkpoint_file(path: str | os.PathLike[str], map_location: str | None 
     """Load a checkpoint dict weights-only; raise ConfigError naming the file when it is not one."""
     p = Path(path)
     if not p.is_file():
-        raise ConfigError(f"checkpoint {str(path)!r} does not exist (expected a .pth file written by training)")
+        raise ConfigError(
+            f"checkpoint {str(path)!r} does not exist (expected a .pth file written by training)"
+        )
     try:
         with torch.serialization.safe_globals(_NUMPY_SAFE):
             state = torch.load(p, map_location=map_location, weights_only=True)

@@ -56,8 +56,10 @@ def play_argv(path: str, extra: Sequence[str]) -> list[str]:
     p = Path(path)
     if p.is_file():
         if p.suffix != ".pth":
-            raise ConfigError(f"{path!r} is a file but not a .pth checkpoint; expected a run dir, a PBT "
-                              "workspace or a .pth file")
+            raise ConfigError(
+                f"{path!r} is a file but not a .pth checkpoint; expected a run dir, a PBT "
+                "workspace or a .pth file"
+            )
         checkpoint, config_file = p, p.parent / "config.yaml"
     else:
         from poptrain.pbt.layout import Layout
@@ -66,9 +68,11 @@ def play_argv(path: str, extra: Sequence[str]) -> list[str]:
         layout = Layout(find_workspace(p))
         checkpoint, config_file = layout.best_checkpoint, layout.best_config
         if not checkpoint.is_file():
-            raise WorkspaceError(f"no exported best policy at {str(checkpoint)!r} (the population has not "
-                                 "finished or exported yet); play one member's checkpoint with "
-                                 "`poptrain play <workspace>/<NNN>/<NNNNNN>.pth task=...`")
+            raise WorkspaceError(
+                f"no exported best policy at {str(checkpoint)!r} (the population has not "
+                "finished or exported yet); play one member's checkpoint with "
+                "`poptrain play <workspace>/<NNN>/<NNNNNN>.pth task=...`"
+            )
     overrides: list[str] = []
     if config_file.is_file():
         import yaml
@@ -81,7 +85,9 @@ def play_argv(path: str, extra: Sequence[str]) -> list[str]:
             raise ConfigError(f"{str(config_file)!r} is not a config mapping")
         overrides = config_overrides(saved)
     else:
-        log.warning("no config.yaml beside %s: playing with the default config plus your overrides", checkpoint)
+        log.warning(
+            "no config.yaml beside %s: playing with the default config plus your overrides", checkpoint
+        )
     overrides = merge_overrides([*overrides, "test=True", render("checkpoint", str(checkpoint))], list(extra))
     return train_argv(overrides)
 
@@ -149,18 +155,25 @@ def cmd_report(args: argparse.Namespace) -> int:
 def _pick_member(view: Any, member: int | None) -> int:
     have = sorted(view.histories)
     if member is None:
-        if view.best_meta and isinstance(view.best_meta.get("member"), int) \
-                and view.best_meta["member"] in view.histories:
+        if (
+            view.best_meta
+            and isinstance(view.best_meta.get("member"), int)
+            and view.best_meta["member"] in view.histories
+        ):
             return int(view.best_meta["member"])
         best = view.best()  # pbt.ranking's order, as in `poptrain status`
         if best is None:
-            raise WorkspaceError(f"no member of {str(view.root)!r} has a finite objective yet; pass --member K "
-                                 f"(members with metadata: {have or 'none'})")
+            raise WorkspaceError(
+                f"no member of {str(view.root)!r} has a finite objective yet; pass --member K "
+                f"(members with metadata: {have or 'none'})"
+            )
         return best
     if member not in view.histories:
         size = view.num_policies if view.num_policies is not None else len(view.member_dirs)
-        raise WorkspaceError(f"--member {member} is out of range: the population has members 0..{size - 1}, "
-                             f"with metadata for {have or 'none'}")
+        raise WorkspaceError(
+            f"--member {member} is out of range: the population has members 0..{size - 1}, "
+            f"with metadata for {have or 'none'}"
+        )
     return member
 
 
@@ -170,18 +183,25 @@ def print_schedule(schedule: Any) -> None:
 
     print(f"member {schedule.member}: weight lineage (oldest first), {schedule.total_frames} replay frames")
     for seg in schedule.segments:
-        via = "" if seg.via is None else (f"  (copied from member {seg.via.source} "
-                                          f"iteration {seg.via.source_iteration})")
-        print(f"  member {seg.member:3d}: own frames {seg.start_frames}..{seg.end_frames} -> replay frames "
-              f"{seg.replay_start}..{seg.replay_start + seg.length}{via}")
+        via = (
+            ""
+            if seg.via is None
+            else (f"  (copied from member {seg.via.source} iteration {seg.via.source_iteration})")
+        )
+        print(
+            f"  member {seg.member:3d}: own frames {seg.start_frames}..{seg.end_frames} -> replay frames "
+            f"{seg.replay_start}..{seg.replay_start + seg.length}{via}"
+        )
     print("schedule (replay frames: params that change):")
     previous = None
     for point in schedule.points:
         changed = point.changed_from(previous)
         shown = ", ".join(f"{k}={format_value(v)}" for k, v in sorted(changed.items()))
         shown = one_line(shown, 2000)  # recorded values are workspace text: no terminal escapes
-        print(f"  {point.frames:>12d}  {shown or '(no change)'}   [{point.reason}, member {point.member} "
-              f"at its frame {point.member_frames}]")
+        print(
+            f"  {point.frames:>12d}  {shown or '(no change)'}   [{point.reason}, member {point.member} "
+            f"at its frame {point.member_frames}]"
+        )
         previous = point
     for note in schedule.notes:
         print(f"note: {note}")
@@ -209,8 +229,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
     first = schedule.points[0].params if schedule.points else {}
     from poptrain.overrides import merge_overrides, render
 
-    fpe = replay.frames_per_epoch(merge_overrides(base, [render(k, v) for k, v in first.items()]
-                                                  + list(args.overrides)))
+    fpe = replay.frames_per_epoch(
+        merge_overrides(base, [render(k, v) for k, v in first.items()] + list(args.overrides))
+    )
     plan = replay.plan_segments(schedule, fpe, base)
     for line in replay.describe(plan):
         print(line)
@@ -227,8 +248,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="poptrain", description="Population-Based Training for RL.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("train", help="train one policy (Hydra overrides, as python -m poptrain.train)",
-                       add_help=False)
+    p = sub.add_parser(
+        "train", help="train one policy (Hydra overrides, as python -m poptrain.train)", add_help=False
+    )
     p.add_argument("overrides", nargs=argparse.REMAINDER)
     p.set_defaults(func=cmd_train)
 
@@ -243,10 +265,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     def common(p: argparse.ArgumentParser) -> None:
         p.add_argument("path", help="a PBT workspace, or a run dir holding exactly one")
-        p.add_argument("--stale-after", type=float, default=STALE_AFTER_S, metavar="S",
-                       help="seconds without new metadata before a member counts as stale, at least; a member "
-                            f"whose intervals take longer gets 3x its own interval (default {STALE_AFTER_S:g}, "
-                            "the engine's pbt.stale_after_s)")
+        p.add_argument(
+            "--stale-after",
+            type=float,
+            default=STALE_AFTER_S,
+            metavar="S",
+            help="seconds without new metadata before a member counts as stale, at least; a member "
+            f"whose intervals take longer gets 3x its own interval (default {STALE_AFTER_S:g}, "
+            "the engine's pbt.stale_after_s)",
+        )
 
     p = sub.add_parser("status", help="leaderboard of a population")
     common(p)

@@ -24,8 +24,12 @@ log = logging.getLogger(__name__)
 #: top-level config keys that describe the policy and its env (everything under task./train. too)
 POLICY_TOP_KEYS = ("num_envs", "seed")
 #: keys never carried over: where/how a run writes, not what the policy is
-SKIP_KEYS = {"train.params.config.device", "train.params.config.device_name", "train.params.config.train_dir",
-             "train.params.seed"}
+SKIP_KEYS = {
+    "train.params.config.device",
+    "train.params.config.device_name",
+    "train.params.config.train_dir",
+    "train.params.seed",
+}
 
 
 _PLAIN = re.compile(r"^[A-Za-z0-9_./:+-]+$")
@@ -162,8 +166,9 @@ def compose(overrides: Sequence[str]) -> tuple[dict[str, Any], dict[str, Any]]:
         resolved = OmegaConf.to_container(cfg, resolve=True)
         raw = OmegaConf.to_container(cfg, resolve=False)
     except (HydraException, OmegaConfBaseException) as exc:
-        raise ConfigError(f"cannot compose the config with overrides {list(overrides)}: "
-                          f"{str(exc).splitlines()[0]}") from None
+        raise ConfigError(
+            f"cannot compose the config with overrides {list(overrides)}: {str(exc).splitlines()[0]}"
+        ) from None
     assert isinstance(resolved, dict) and isinstance(raw, dict)
     return cast(dict[str, Any], resolved), cast(dict[str, Any], raw)
 
@@ -198,8 +203,11 @@ def _resolved(saved: Mapping[str, Any]) -> dict[str, Any]:
     register_resolvers()
     saved, dropped = _without_env_reads(saved)
     if dropped:
-        log.warning("saved config: not resolving %d value(s) that read the environment: %s", len(dropped),
-                    ", ".join(shown(k) for k in dropped))
+        log.warning(
+            "saved config: not resolving %d value(s) that read the environment: %s",
+            len(dropped),
+            ", ".join(shown(k) for k in dropped),
+        )
     try:
         out = OmegaConf.to_container(OmegaConf.create(dict(saved)), resolve=True)
     except OmegaConfBaseException as exc:

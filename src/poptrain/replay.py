@@ -30,8 +30,20 @@ from poptrain.untrusted import refusal, safe_params
 log = logging.getLogger(__name__)
 
 #: overrides of the member's own command line that a replay replaces or must not inherit
-DROP_KEYS = ("pbt", "checkpoint", "test", "train_dir", "experiment", "max_iterations", "wandb_activate",
-             "wandb_name", "wandb_group", "wandb_project", "wandb_entity", "hydra")
+DROP_KEYS = (
+    "pbt",
+    "checkpoint",
+    "test",
+    "train_dir",
+    "experiment",
+    "max_iterations",
+    "wandb_activate",
+    "wandb_name",
+    "wandb_group",
+    "wandb_project",
+    "wandb_entity",
+    "hydra",
+)
 _CHECKPOINT_LINE = re.compile(r"^train: .*checkpoint=(?P<path>\S.*)$")
 
 
@@ -88,8 +100,10 @@ def vet_schedule(schedule: Schedule, base: Sequence[str]) -> Schedule:
     known = flatten(compose(list(base))[0])
     allowed = [k for k in keys if not refusal(k) and k in known]
     kept = safe_params(dict.fromkeys(keys), allowed, f"replay of member {schedule.member}: recorded params")
-    points = [dataclasses.replace(p, params={k: v for k, v in p.params.items() if k in kept})
-              for p in schedule.points]
+    points = [
+        dataclasses.replace(p, params={k: v for k, v in p.params.items() if k in kept})
+        for p in schedule.points
+    ]
     return dataclasses.replace(schedule, points=points)
 
 
@@ -104,17 +118,24 @@ def plan_segments(schedule: Schedule, frames_per_epoch: int, base: Sequence[str]
     start_epoch = 0
     for i, point in enumerate(points):
         end_frames = points[i + 1].frames if i + 1 < len(points) else schedule.total_frames
-        end_epoch = total_epochs if i + 1 == len(points) else min(total_epochs, round(end_frames / frames_per_epoch))
+        end_epoch = (
+            total_epochs if i + 1 == len(points) else min(total_epochs, round(end_frames / frames_per_epoch))
+        )
         if end_epoch <= start_epoch:
-            notes.append(f"params from replay frame {point.frames} last less than one epoch "
-                         f"({frames_per_epoch} frames); merged into the next change")
+            notes.append(
+                f"params from replay frame {point.frames} last less than one epoch "
+                f"({frames_per_epoch} frames); merged into the next change"
+            )
             continue
-        segments.append(ReplaySegment(len(segments), point.frames, end_frames, dict(point.params), start_epoch,
-                                      end_epoch))
+        segments.append(
+            ReplaySegment(len(segments), point.frames, end_frames, dict(point.params), start_epoch, end_epoch)
+        )
         start_epoch = end_epoch
     if points and not segments:
         last = points[-1]
-        segments.append(ReplaySegment(0, last.frames, schedule.total_frames, dict(last.params), 0, total_epochs))
+        segments.append(
+            ReplaySegment(0, last.frames, schedule.total_frames, dict(last.params), 0, total_epochs)
+        )
     return ReplayPlan(schedule.member, frames_per_epoch, segments, list(base), notes)
 
 
@@ -128,8 +149,14 @@ def frames_per_epoch(overrides: Sequence[str]) -> int:
         raise ConfigError(f"cannot tell frames per epoch from the member's config ({exc})") from None
 
 
-def segment_argv(plan: ReplayPlan, segment: ReplaySegment, train_dir: str | Path, experiment: str,
-                 checkpoint: str | None, extra: Sequence[str] = ()) -> list[str]:
+def segment_argv(
+    plan: ReplayPlan,
+    segment: ReplaySegment,
+    train_dir: str | Path,
+    experiment: str,
+    checkpoint: str | None,
+    extra: Sequence[str] = (),
+) -> list[str]:
     """The command of one segment (an argv list)."""
     # last gate (plans built without vet_schedule too): never a key the rule refuses
     params = [render(key, value) for key, value in sorted(segment.params.items()) if not refusal(key)]
@@ -148,9 +175,11 @@ def describe(plan: ReplayPlan) -> list[str]:
     for seg in plan.segments:
         changed = {k: v for k, v in seg.params.items() if prev.get(k) != v}
         shown = ", ".join(f"{k.rsplit('.', 1)[-1]}={format_value(v)}" for k, v in sorted(changed.items()))
-        lines.append(f"segment {seg.index}: epochs {seg.start_epoch}..{seg.max_iterations} "
-                     f"(frames {seg.start_epoch * plan.frames_per_epoch}..{seg.max_iterations * plan.frames_per_epoch}"
-                     f"; recorded {seg.start_frames}..{seg.end_frames}): {shown or 'no change'}")
+        lines.append(
+            f"segment {seg.index}: epochs {seg.start_epoch}..{seg.max_iterations} "
+            f"(frames {seg.start_epoch * plan.frames_per_epoch}..{seg.max_iterations * plan.frames_per_epoch}"
+            f"; recorded {seg.start_frames}..{seg.end_frames}): {shown or 'no change'}"
+        )
         prev = seg.params
     return lines
 
@@ -161,7 +190,9 @@ Runner = Callable[[list[str]], tuple[int, str]]
 def run_streaming(argv: list[str]) -> tuple[int, str]:
     """Run one segment, echoing its output; returns (exit code, the checkpoint it reported or '')."""
     checkpoint = ""
-    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1) as proc:
+    with subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
+    ) as proc:
         assert proc.stdout is not None
         for line in proc.stdout:
             sys.stdout.write(line)
@@ -172,8 +203,13 @@ def run_streaming(argv: list[str]) -> tuple[int, str]:
     return code, checkpoint
 
 
-def run_replay(plan: ReplayPlan, train_dir: str | Path, experiment: str, extra: Sequence[str] = (),
-               runner: Runner | None = None) -> str:
+def run_replay(
+    plan: ReplayPlan,
+    train_dir: str | Path,
+    experiment: str,
+    extra: Sequence[str] = (),
+    runner: Runner | None = None,
+) -> str:
     """Run every segment in order (``runner``: default ``run_streaming``); returns the final checkpoint.
     PoptrainError when a segment fails."""
     runner = runner or run_streaming
@@ -183,7 +219,9 @@ def run_replay(plan: ReplayPlan, train_dir: str | Path, experiment: str, extra: 
         print(f"replay: segment {seg.index + 1}/{len(plan.segments)}: {shlex.join(argv)}", flush=True)
         code, reported = runner(argv)
         if code != 0:
-            raise PoptrainError(f"replay segment {seg.index} failed with exit code {code}: {shlex.join(argv)}")
+            raise PoptrainError(
+                f"replay segment {seg.index} failed with exit code {code}: {shlex.join(argv)}"
+            )
         if not reported or not Path(reported).is_file():
             raise PoptrainError(f"replay segment {seg.index} reported no checkpoint (got {reported!r})")
         checkpoint = reported

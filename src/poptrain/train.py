@@ -69,9 +69,12 @@ def run_training(cfg: DictConfig, observers: list[Any] | None = None) -> TrainRe
     if done is not None:  # a PBT member started again after its end: report its final state, train nothing
         # ... but export best/ again: it may have been killed in the middle of its export (chaos suite)
         finished[0].export_best()
-        return TrainResult(frames=int(done.frames), mean_reward=float(done.objective),
-                           checkpoint=str(Path(_pbt_member_dir(cfg, done)) / done.checkpoint),
-                           experiment_dir=str(done.experiment_dir))
+        return TrainResult(
+            frames=int(done.frames),
+            mean_reward=float(done.objective),
+            checkpoint=str(Path(_pbt_member_dir(cfg, done)) / done.checkpoint),
+            experiment_dir=str(done.experiment_dir),
+        )
     runner = make_runner(cfg, [*(observers or []), *extra])
     multi = runner.algo_observer
     args: dict[str, Any] = {"train": True, "play": False}

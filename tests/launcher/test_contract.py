@@ -98,7 +98,9 @@ def _wait_until_gone(pid: int, timeout_s: float = 60) -> None:
     """Until ``pid`` has stopped; the cancel reached the child itself, not only the backend's bookkeeping."""
     deadline = time.monotonic() + timeout_s
     while _pid_alive(pid):
-        assert time.monotonic() < deadline, f"child {pid} still runs {timeout_s} s after its job was cancelled"
+        assert time.monotonic() < deadline, (
+            f"child {pid} still runs {timeout_s} s after its job was cancelled"
+        )
         time.sleep(0.1)
 
 
@@ -179,7 +181,9 @@ class TestBackendContract:
         backend.submit(backend.render(planned))
         jobs = backend.jobs()
         assert [j.name for j in jobs] == [p.name for p in planned]
-        assert all(j.backend is backend and j.rendered.planned == p for j, p in zip(jobs, planned, strict=True))
+        assert all(
+            j.backend is backend and j.rendered.planned == p for j, p in zip(jobs, planned, strict=True)
+        )
         statuses = backend.wait(timeout_s=120)
         assert [j.state for j in jobs] == [JobState.COMPLETED] * 2  # the handles follow the polls
         assert all(j.id for j in jobs) and [j.id for j in jobs] == [s.job_id for s in statuses]

@@ -73,8 +73,10 @@ def _fake_scontrol(tmp_path: Path, monkeypatch, lines: list[str]) -> Path:
     out = tmp_path / "scontrol_out"
     out.write_text("".join(line + "\n" for line in lines))
     cancelled = tmp_path / "scancel_calls"
-    for name, body in (("scontrol", f"cat {shlex.quote(str(out))}"),
-                       ("scancel", f'echo "$@" >> {shlex.quote(str(cancelled))}')):
+    for name, body in (
+        ("scontrol", f"cat {shlex.quote(str(out))}"),
+        ("scancel", f'echo "$@" >> {shlex.quote(str(cancelled))}'),
+    ):
         script = bin_dir / name
         script.write_text(f"#!/bin/sh\n{body}\n")
         script.chmod(script.stat().st_mode | stat.S_IXUSR)
@@ -90,8 +92,11 @@ def test_a_job_that_can_never_start_fails_naming_the_reason_and_is_cancelled(tmp
         "JobId=103 JobName=c JobState=RUNNING Reason=None NumCPUs=1",
     ])  # fmt: skip
     backend = SlurmBackend(workdir=str(tmp_path / "sw"), gpus_per_job=0, poll_interval_s=0.01)
-    with pytest.raises(LaunchError, match=r"1 job\(s\) can never start.*\n  00_e_k_ok1 \[job 101\]: can never start: "
-                       r"SLURM pending reason ReqNodeNotAvail,_UnavailableNodes:n1: the nodes it needs are down"):
+    with pytest.raises(
+        LaunchError,
+        match=r"1 job\(s\) can never start.*\n  00_e_k_ok1 \[job 101\]: can never start: "
+        r"SLURM pending reason ReqNodeNotAvail,_UnavailableNodes:n1: the nodes it needs are down",
+    ):
         backend.submit(backend.render(_three(tmp_path)))
     assert len(calls.read_text().splitlines()) == 3
     assert cancelled.read_text() == "101\n"  # only the doomed job; Resources is ordinary waiting

@@ -16,11 +16,23 @@ from poptrain.train import CFG_DIR
 
 def make_observer(tmp_path, *overrides: str, num_envs: int = 8):
     with initialize_config_dir(config_dir=str(CFG_DIR), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=[
-            "pbt=pbt_default", "pbt.num_policies=2", f"train_dir={tmp_path}", "pbt.objective_window=4", *overrides])
+        cfg = compose(
+            config_name="config",
+            overrides=[
+                "pbt=pbt_default",
+                "pbt.num_policies=2",
+                f"train_dir={tmp_path}",
+                "pbt.objective_window=4",
+                *overrides,
+            ],
+        )
     observer = fresh_observer(cfg)
-    algo = SimpleNamespace(num_actors=num_envs, writer=None, frame=0,
-                           current_rewards=torch.arange(num_envs, dtype=torch.float32).unsqueeze(1))
+    algo = SimpleNamespace(
+        num_actors=num_envs,
+        writer=None,
+        frame=0,
+        current_rewards=torch.arange(num_envs, dtype=torch.float32).unsqueeze(1),
+    )
     observer.after_init(algo)
     return observer
 

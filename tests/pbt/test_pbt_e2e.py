@@ -36,19 +36,37 @@ def member_argv(
     ws: Path, train_dir: Path, idx: int, n: int, epochs: int, mutation: str, rate: float = 0.5
 ) -> list[str]:
     return [
-        sys.executable, "-m", "poptrain.train", "task=Cartpole", "num_envs=128", f"max_iterations={epochs}",
-        f"train_dir={train_dir}", f"experiment=member_{idx}", "train.params.config.save_frequency=0",
-        "pbt=pbt_default", f"pbt/mutation={mutation}", f"pbt.num_policies={n}", f"pbt.policy_idx={idx}",
-        f"pbt.workspace={ws}", f"pbt.interval_steps={8 * EPOCH_FRAMES}", f"pbt.start_after={8 * EPOCH_FRAMES}",
-        f"pbt.initial_delay={8 * EPOCH_FRAMES}", "pbt.replace_rule=threshold", "pbt.threshold_std=0",
-        "pbt.threshold_abs=0", f"pbt.mutation_rate={rate}", "pbt.objective_grace_steps=0",
+        sys.executable,
+        "-m",
+        "poptrain.train",
+        "task=Cartpole",
+        "num_envs=128",
+        f"max_iterations={epochs}",
+        f"train_dir={train_dir}",
+        f"experiment=member_{idx}",
+        "train.params.config.save_frequency=0",
+        "pbt=pbt_default",
+        f"pbt/mutation={mutation}",
+        f"pbt.num_policies={n}",
+        f"pbt.policy_idx={idx}",
+        f"pbt.workspace={ws}",
+        f"pbt.interval_steps={8 * EPOCH_FRAMES}",
+        f"pbt.start_after={8 * EPOCH_FRAMES}",
+        f"pbt.initial_delay={8 * EPOCH_FRAMES}",
+        "pbt.replace_rule=threshold",
+        "pbt.threshold_std=0",
+        "pbt.threshold_abs=0",
+        f"pbt.mutation_rate={rate}",
+        "pbt.objective_grace_steps=0",
     ]
 
 
 def start(argv: list[str], log: Path) -> subprocess.Popen:
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     env.pop("POPTRAIN_PBT_RESTART", None)
-    return subprocess.Popen(argv, stdout=log.open("w"), stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    return subprocess.Popen(
+        argv, stdout=log.open("w"), stderr=subprocess.STDOUT, env=env, start_new_session=True
+    )
 
 
 def wait_all(procs: list[subprocess.Popen], timeout: float) -> list[int]:
@@ -66,7 +84,7 @@ def wait_all(procs: list[subprocess.Popen], timeout: float) -> list[int]:
 def train_line(log: Path) -> dict[str, str]:
     lines = [ln for ln in log.read_text().splitlines() if ln.startswith("train: ")]
     assert len(lines) == 1, log.read_text()[-3000:]
-    return dict(kv.split("=", 1) for kv in lines[0][len("train: "):].split(" "))
+    return dict(kv.split("=", 1) for kv in lines[0][len("train: ") :].split(" "))
 
 
 def test_fast_population_hot_swaps_keeps_budgets_and_exports_best(tmp_path):
@@ -166,7 +184,9 @@ def test_hot_swapped_member_trains_on_with_the_leaders_weights_and_new_params(po
     (leader,) = [m for m in w.member_history(swap.source) if m.iteration == swap.source_iteration]
     trained, copied, before = (network(w.load_state(m)) for m in (after[0], leader, own))
     to_copied, to_own = distance(trained, copied), distance(trained, before)
-    figures = f"distance to the leader's copied weights {to_copied:.3f}, to its own pre-swap weights {to_own:.3f}"
+    figures = (
+        f"distance to the leader's copied weights {to_copied:.3f}, to its own pre-swap weights {to_own:.3f}"
+    )
     assert to_copied < 0.5 * to_own, figures
     # and the leader's weights did differ from the member's own (a swap between equal networks proves nothing)
     assert distance(copied, before) > 2 * to_copied, figures
@@ -194,7 +214,9 @@ def test_best_is_exported_and_plays(population):
     assert all(f is not None and f.finished for f in finals.values())
     out = subprocess.run(
         [sys.executable, "-m", "poptrain", "play", str(ws), "num_envs=32", "play_episodes=8"],
-        capture_output=True, text=True, timeout=180,
+        capture_output=True,
+        text=True,
+        timeout=180,
     )
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     plays = [ln for ln in out.stdout.splitlines() if ln.startswith("play: ")]
@@ -240,7 +262,9 @@ def test_kill9_member_others_finish_and_it_resumes(tmp_path):
 def restart_population(tmp_path_factory):
     root = tmp_path_factory.mktemp("pbt_restart")
     ws = root / "workspace"
-    argvs = [member_argv(ws, root / "runs", i, 3, epochs=100, mutation="task_only", rate=1.0) for i in range(3)]
+    argvs = [
+        member_argv(ws, root / "runs", i, 3, epochs=100, mutation="task_only", rate=1.0) for i in range(3)
+    ]
     procs = [start(argv, root / f"log{i}.txt") for i, argv in enumerate(argvs)]
     return root, ws, wait_all(procs, timeout=420)
 
@@ -253,13 +277,18 @@ def test_task_parameter_changes_restart_the_member_with_the_new_value(restart_po
     events = w.read_lineage()
     # only a task parameter mutates, always (rate 1): every exploit restarts its member with os.execv ...
     exploits = [e for e in events if e.event == "exploit"]
-    assert exploits and all(e.mode == "restart" and e.changed == ["task.env.maxEpisodeLength"] for e in exploits)
+    assert exploits and all(
+        e.mode == "restart" and e.changed == ["task.env.maxEpisodeLength"] for e in exploits
+    )
     decisions = [e for e in events if e.mode == "restart" and e.event in ("exploit", "mutate")]
     restarts = [e for e in events if e.event == "restart"]
     # ... every decision is followed by the member coming back, with a measured latency ...
     assert sorted((e.member, e.iteration) for e in restarts) == sorted(
-        (e.member, e.iteration) for e in decisions)
-    assert all(e.extra["latency_s"] > 0 for e in restarts)  # measured, not bounded (benchmarks/pbt_overhead.py)
+        (e.member, e.iteration) for e in decisions
+    )
+    assert all(
+        e.extra["latency_s"] > 0 for e in restarts
+    )  # measured, not bounded (benchmarks/pbt_overhead.py)
     # ... running with the new value, the copied weights' parent, and its own counters and budget
     for decision in decisions:
         after = [m for m in w.member_history(decision.member) if m.iteration > decision.iteration]

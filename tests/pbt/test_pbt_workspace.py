@@ -321,7 +321,16 @@ def test_lineage_append_and_read(tmp_path, caplog):
     assert recs[0] == rec
     # every standard field is written, even when the caller gave none of them (what the reader type-checks)
     line = json.loads(ws.lineage_path.read_text().splitlines()[1])
-    assert {"event", "member", "source", "source_iteration", "iteration", "frames", "old_params", "mode"} <= set(line)
+    assert {
+        "event",
+        "member",
+        "source",
+        "source_iteration",
+        "iteration",
+        "frames",
+        "old_params",
+        "mode",
+    } <= set(line)
     assert recs[1].source is None and recs[1].old_params == {} and recs[1].extra == {}
     assert len([r for r in caplog.records if "line 3" in r.getMessage()]) == 1
     with pytest.raises(ValueError, match="event"):

@@ -48,7 +48,10 @@ def test_an_isaac_lab_block_works_verbatim_and_selects_its_rule() -> None:
     assert list(params.mutation) == [
         "train.params.config.learning_rate", "train.params.config.entropy_coef", "train.params.config.gamma",
     ]  # fmt: skip
-    assert params.replace_rule == "threshold" and (params.rule.threshold_std, params.rule.threshold_abs) == (0.1, 0.025)
+    assert params.replace_rule == "threshold" and (params.rule.threshold_std, params.rule.threshold_abs) == (
+        0.1,
+        0.025,
+    )
     assert (params.change_min, params.change_max, params.mutation_rate) == (1.1, 2.0, 0.25)
     assert "Isaac Lab-style" in rule_choice(block)[1]
     # the rule follows the block: an explicit replace_rule wins, an IGE-style block keeps IGE's rule

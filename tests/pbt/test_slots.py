@@ -226,9 +226,9 @@ def test_switching_restores_everything_a_member_owns(tmp_path):
         cmd = slot_cmds(
             ws, tmp_path / f"runs{n}", n=n, k=1, epochs=24, mutation="lr_only", initial_delay=1000
         )[0]
-        assert wait_all([start(cmd, tmp_path / f"log{n}.txt")], 420) == [0], (tmp_path / f"log{n}.txt").read_text()[
-            -3000:
-        ]
+        assert wait_all([start(cmd, tmp_path / f"log{n}.txt")], 420) == [0], (
+            tmp_path / f"log{n}.txt"
+        ).read_text()[-3000:]
         w = Workspace(ws)
         finals.append(w.load_state(w.latest(0)))
     alone, sliced = finals

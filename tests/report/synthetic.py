@@ -26,16 +26,25 @@ ENT = "train.params.config.entropy_coef"
 FRAMES_PER_ITER = 4096
 
 
-def simulate(root: str | Path, members: int = 4, iterations: int = 6, seed: int = 0,
-             frames_per_iter: int = FRAMES_PER_ITER, config: dict[str, Any] | None = None,
-             finished: bool = True, now: float | None = None) -> Workspace:
+def simulate(
+    root: str | Path,
+    members: int = 4,
+    iterations: int = 6,
+    seed: int = 0,
+    frames_per_iter: int = FRAMES_PER_ITER,
+    config: dict[str, Any] | None = None,
+    finished: bool = True,
+    now: float | None = None,
+) -> Workspace:
     """Write the population; returns the Workspace. Times are spaced 60 s apart ending at ``now``."""
     rng = random.Random(seed)
     ws = Workspace(root)
     ws.ensure_population(members)
     now = time.time() if now is None else now
     t0 = now - 60.0 * iterations
-    params = {m: {LR: 3e-4 * rng.uniform(0.5, 2.0), ENT: round(rng.uniform(0.0, 0.01), 5)} for m in range(members)}
+    params = {
+        m: {LR: 3e-4 * rng.uniform(0.5, 2.0), ENT: round(rng.uniform(0.0, 0.01), 5)} for m in range(members)
+    }
     skill = {m: rng.uniform(0.5, 1.5) for m in range(members)}
     score = {m: 0.0 for m in range(members)}
     parent: dict[int, dict[str, int] | None] = {m: None for m in range(members)}
@@ -47,10 +56,25 @@ def simulate(root: str | Path, members: int = 4, iterations: int = 6, seed: int 
             lr_bonus = -abs(math.log(params[m][LR] / 4e-4))
             score[m] += 40.0 * skill[m] + 15.0 * lr_bonus + rng.gauss(0, 3)
             meta = MemberMeta(
-                member=m, iteration=it, frames=frames, epoch=it * 8, objective=score[m], params=dict(params[m]),
-                checkpoint=f"{it:06d}.pth", experiment=f"pop_p{m}", experiment_dir=f"/runs/pop_p{m}",
-                time=t0 + 60.0 * it, num_policies=members, parent=parent[m], exploits=exploits[m],
-                overrides=["task=Cartpole", "pbt=pbt_default", f"pbt.policy_idx={m}", f"{LR}={params[m][LR]!r}"],
+                member=m,
+                iteration=it,
+                frames=frames,
+                epoch=it * 8,
+                objective=score[m],
+                params=dict(params[m]),
+                checkpoint=f"{it:06d}.pth",
+                experiment=f"pop_p{m}",
+                experiment_dir=f"/runs/pop_p{m}",
+                time=t0 + 60.0 * it,
+                num_policies=members,
+                parent=parent[m],
+                exploits=exploits[m],
+                overrides=[
+                    "task=Cartpole",
+                    "pbt=pbt_default",
+                    f"pbt.policy_idx={m}",
+                    f"{LR}={params[m][LR]!r}",
+                ],
                 finished=finished and it == iterations,
             )
             ws.write_checkpoint(meta, state)
@@ -64,17 +88,36 @@ def simulate(root: str | Path, members: int = 4, iterations: int = 6, seed: int 
                 continue
             new = {LR: params[source][LR] * rng.choice([0.8, 1.25]), ENT: params[source][ENT]}
             changed = [k for k in new if new[k] != params[loser][k]]
-            ws.append_lineage("exploit", loser, source=source, source_iteration=it, iteration=it, frames=frames,
-                              old_params=dict(params[loser]), new_params=dict(new), changed=changed,
-                              mode="hot_swap", time=t0 + 60.0 * it + 1)
+            ws.append_lineage(
+                "exploit",
+                loser,
+                source=source,
+                source_iteration=it,
+                iteration=it,
+                frames=frames,
+                old_params=dict(params[loser]),
+                new_params=dict(new),
+                changed=changed,
+                mode="hot_swap",
+                time=t0 + 60.0 * it + 1,
+            )
             params[loser], score[loser], skill[loser] = new, score[source], skill[source]
             parent[loser] = {"member": source, "iteration": it}
             exploits[loser] += 1
         for m in ranked[quarter:-quarter]:
             if rng.random() < 0.25:
                 new = {**params[m], ENT: round(params[m][ENT] * 1.2 + 0.001, 5)}
-                ws.append_lineage("mutate", m, iteration=it, frames=frames, old_params=dict(params[m]),
-                                  new_params=dict(new), changed=[ENT], mode="hot_swap", time=t0 + 60.0 * it + 2)
+                ws.append_lineage(
+                    "mutate",
+                    m,
+                    iteration=it,
+                    frames=frames,
+                    old_params=dict(params[m]),
+                    new_params=dict(new),
+                    changed=[ENT],
+                    mode="hot_swap",
+                    time=t0 + 60.0 * it + 2,
+                )
                 params[m] = new
     best = max(range(members), key=lambda m: score[m])
     meta = ws.latest(best)
@@ -91,8 +134,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--iterations", type=int, default=6)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    simulate(args.out, args.members, args.iterations, args.seed,
-             config={"task": {"name": "Cartpole"}, "train": {"params": {"config": {}}}})
+    simulate(
+        args.out,
+        args.members,
+        args.iterations,
+        args.seed,
+        config={"task": {"name": "Cartpole"}, "train": {"params": {"config": {}}}},
+    )
     print(f"workspace: {args.out}")
     return 0
 

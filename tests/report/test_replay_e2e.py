@@ -23,12 +23,33 @@ def test_replay_retrains_along_the_schedule(tmp_path: Path, capsys) -> None:
     # member 1 ran lr 3e-4 for 2 epochs (512 frames at 16 envs x 16 steps); member 0 copied it and went on
     for member, its in {1: [(1, 512, 3e-4)], 0: [(1, 512, 1e-3), (2, 1024, 1e-4)]}.items():
         for it, frames, lr in its:
-            ws.write_checkpoint(MemberMeta(member=member, iteration=it, frames=frames, epoch=frames // 256,
-                                           objective=1.0, params={LR: lr, ENT: 0.0}, checkpoint=f"{it:06d}.pth",
-                                           experiment="e", experiment_dir="/e", time=1.0, num_policies=2,
-                                           overrides=base), {"model": {}})
-    ws.append_lineage("exploit", 0, source=1, source_iteration=1, iteration=1, frames=512,
-                      old_params={LR: 1e-3, ENT: 0.0}, new_params={LR: 1e-4, ENT: 0.0})
+            ws.write_checkpoint(
+                MemberMeta(
+                    member=member,
+                    iteration=it,
+                    frames=frames,
+                    epoch=frames // 256,
+                    objective=1.0,
+                    params={LR: lr, ENT: 0.0},
+                    checkpoint=f"{it:06d}.pth",
+                    experiment="e",
+                    experiment_dir="/e",
+                    time=1.0,
+                    num_policies=2,
+                    overrides=base,
+                ),
+                {"model": {}},
+            )
+    ws.append_lineage(
+        "exploit",
+        0,
+        source=1,
+        source_iteration=1,
+        iteration=1,
+        frames=512,
+        old_params={LR: 1e-3, ENT: 0.0},
+        new_params={LR: 1e-4, ENT: 0.0},
+    )
     out = tmp_path / "replay"
     assert main(["replay", str(ws.root), "--member", "0", "--out", str(out)]) == 0
     text = capsys.readouterr().out

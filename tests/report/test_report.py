@@ -36,8 +36,12 @@ def test_run_dir_and_workspace_both_resolve(run_dir: Path, workspace: Path) -> N
 
 @pytest.mark.parametrize("kind", ["missing", "empty_dir", "file", "two"])
 def test_bad_path_says_what_was_expected(tmp_path: Path, run_dir: Path, kind: str, capsys) -> None:
-    path = {"missing": tmp_path / "nope", "empty_dir": tmp_path / "empty", "file": tmp_path / "f.txt",
-            "two": run_dir}[kind]
+    path = {
+        "missing": tmp_path / "nope",
+        "empty_dir": tmp_path / "empty",
+        "file": tmp_path / "f.txt",
+        "two": run_dir,
+    }[kind]
     if kind == "empty_dir":
         path.mkdir()
     if kind == "file":
@@ -68,7 +72,9 @@ def test_status_rows_rank_by_objective_with_current_params(workspace: Path) -> N
     assert [r.member for r in rows] == sorted(latest, key=lambda m: -latest[m].objective)
     assert [r.rank for r in rows] == [1, 2, 3, 4]
     for r in rows:
-        assert r.params == latest[r.member].params and r.iteration == 6 and r.frames == latest[r.member].frames
+        assert (
+            r.params == latest[r.member].params and r.iteration == 6 and r.frames == latest[r.member].frames
+        )
         assert r.exploits == latest[r.member].exploits
 
 
@@ -83,7 +89,11 @@ def test_status_json_shape(run_dir: Path, workspace: Path, capsys) -> None:
         meta = latest[entry["member"]]
         assert entry["objective"] == pytest.approx(meta.objective)
         assert (entry["iteration"], entry["frames"], entry["params"], entry["state"]) == (
-            meta.iteration, meta.frames, meta.params, "finished")
+            meta.iteration,
+            meta.frames,
+            meta.params,
+            "finished",
+        )
 
 
 def test_stale_and_running_states(tmp_path: Path) -> None:
@@ -160,22 +170,63 @@ def _constructed(tmp_path: Path, corrupt_mutate: bool = False) -> Path:
     lrs = {2: [2, 2, 3, 3], 1: [5, 5, 5, 3.3, 3.3], 0: [1, 1, 2.2, 2.2, 1.1]}
     for member, values in lrs.items():
         for it, lr in enumerate(values, start=1):
-            ws.write_checkpoint(MemberMeta(member=member, iteration=it, frames=100 * it, epoch=it, objective=it,
-                                           params={LR: float(lr)}, checkpoint=f"{it:06d}.pth", experiment="e",
-                                           experiment_dir="/e", time=1.0, num_policies=3,
-                                           overrides=["task=Cartpole", "num_envs=8", f"{LR}={lr}",
-                                                      "pbt.policy_idx=0", "checkpoint=/x.pth"]),
-                                {"model": {}})
+            ws.write_checkpoint(
+                MemberMeta(
+                    member=member,
+                    iteration=it,
+                    frames=100 * it,
+                    epoch=it,
+                    objective=it,
+                    params={LR: float(lr)},
+                    checkpoint=f"{it:06d}.pth",
+                    experiment="e",
+                    experiment_dir="/e",
+                    time=1.0,
+                    num_policies=3,
+                    overrides=[
+                        "task=Cartpole",
+                        "num_envs=8",
+                        f"{LR}={lr}",
+                        "pbt.policy_idx=0",
+                        "checkpoint=/x.pth",
+                    ],
+                ),
+                {"model": {}},
+            )
     ws.append_lineage("mutate", 2, iteration=2, frames=200, old_params={LR: 2.0}, new_params={LR: 3.0})
     if corrupt_mutate:
         lines = (ws.root / "lineage.jsonl").read_text().splitlines()
         (ws.root / "lineage.jsonl").write_text(lines[0][:20] + "\n")
-    ws.append_lineage("exploit", 0, source=2, source_iteration=2, iteration=2, frames=200,
-                      old_params={LR: 1.0}, new_params={LR: 2.2})
-    ws.append_lineage("exploit", 1, source=2, source_iteration=3, iteration=3, frames=300,
-                      old_params={LR: 5.0}, new_params={LR: 3.3})
-    ws.append_lineage("exploit", 0, source=1, source_iteration=4, iteration=4, frames=400,
-                      old_params={LR: 2.2}, new_params={LR: 1.1})
+    ws.append_lineage(
+        "exploit",
+        0,
+        source=2,
+        source_iteration=2,
+        iteration=2,
+        frames=200,
+        old_params={LR: 1.0},
+        new_params={LR: 2.2},
+    )
+    ws.append_lineage(
+        "exploit",
+        1,
+        source=2,
+        source_iteration=3,
+        iteration=3,
+        frames=300,
+        old_params={LR: 5.0},
+        new_params={LR: 3.3},
+    )
+    ws.append_lineage(
+        "exploit",
+        0,
+        source=1,
+        source_iteration=4,
+        iteration=4,
+        frames=400,
+        old_params={LR: 2.2},
+        new_params={LR: 1.1},
+    )
     return ws.root
 
 
@@ -184,9 +235,16 @@ def test_schedule_follows_weight_lineage(tmp_path: Path, corrupt: bool) -> None:
     view = load_population(_constructed(tmp_path, corrupt_mutate=corrupt))
     schedule = build_schedule(0, view.histories, view.lineage)
     assert [(s.member, s.start_frames, s.end_frames, s.replay_start) for s in schedule.segments] == [
-        (2, 0, 300, 0), (1, 300, 400, 300), (0, 400, 500, 400)]
+        (2, 0, 300, 0),
+        (1, 300, 400, 300),
+        (0, 400, 500, 400),
+    ]
     assert [(p.frames, p.params[LR], p.member) for p in schedule.points] == [
-        (0, 2.0, 2), (200, 3.0, 2), (300, 3.3, 1), (400, 1.1, 0)]
+        (0, 2.0, 2),
+        (200, 3.0, 2),
+        (300, 3.3, 1),
+        (400, 1.1, 0),
+    ]
     assert schedule.points[1].reason == ("metadata" if corrupt else "mutate")
     assert schedule.total_frames == 500 and schedule.params_at(350) == {LR: 3.3}
     # member 2 never copied anyone: its own history only
@@ -212,12 +270,23 @@ def test_segment_plan_cuts_at_epochs(tmp_path: Path) -> None:
     assert base == ["task=Cartpole", "num_envs=8"]
     plan = plan_segments(schedule, frames_per_epoch=100, base=base)
     assert [(s.start_epoch, s.max_iterations, s.params[LR]) for s in plan.segments] == [
-        (0, 2, 2.0), (2, 3, 3.0), (3, 4, 3.3), (4, 5, 1.1)]
+        (0, 2, 2.0),
+        (2, 3, 3.0),
+        (3, 4, 3.3),
+        (4, 5, 1.1),
+    ]
     coarse = plan_segments(schedule, frames_per_epoch=250, base=base)  # changes < 1 epoch apart merge
     assert [(s.start_epoch, s.max_iterations) for s in coarse.segments] == [(0, 1), (1, 2)] and coarse.notes
     argv = segment_argv(plan, plan.segments[1], "/t", "rep", "/t/a.pth")
-    assert argv[3:] == ["task=Cartpole", "num_envs=8", f"{LR}=3.0", "train_dir=/t", "experiment=rep",
-                        "max_iterations=3", "checkpoint=/t/a.pth"]
+    assert argv[3:] == [
+        "task=Cartpole",
+        "num_envs=8",
+        f"{LR}=3.0",
+        "train_dir=/t",
+        "experiment=rep",
+        "max_iterations=3",
+        "checkpoint=/t/a.pth",
+    ]
 
 
 def test_best_lineage_schedule_in_synthetic_population(workspace: Path) -> None:
@@ -251,7 +320,13 @@ def test_replay_of_a_member_that_added_a_key_with_plus_keeps_the_prefix(tmp_path
     plan = plan_segments(schedule, frames_per_epoch=100, base=base)
     assert [s.params for s in plan.segments] == [{extra: 1.0}, {extra: 2.0}]
     argv = segment_argv(plan, plan.segments[0], tmp_path / "t", "rep", None, ["num_envs=4"])
-    assert argv[3:] == ["task=Cartpole", f"+{extra}=1.0", f"train_dir={tmp_path / 't'}", "experiment=rep",
-                        "max_iterations=1", "num_envs=4"]
+    assert argv[3:] == [
+        "task=Cartpole",
+        f"+{extra}=1.0",
+        f"train_dir={tmp_path / 't'}",
+        "experiment=rep",
+        "max_iterations=1",
+        "num_envs=4",
+    ]
     resolved, _raw = compose(argv[3:])  # composes: the key is added, not overridden
     assert resolved["task"]["env"]["extra"] == 1.0 and resolved["num_envs"] == 4

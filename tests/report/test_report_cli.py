@@ -14,14 +14,27 @@ from poptrain.pbt.workspace import Workspace
 
 def test_play_uses_best_checkpoint_and_its_own_config(run_dir: Path, workspace: Path) -> None:
     # a real composed config with a mutated env param and a mutated PPO param
-    saved, _ = compose(["task=Cartpole", "num_envs=64", "task.env.resetDist=2.5",
-                        "train.params.config.learning_rate=0.00042", "pbt.enabled=True"])
+    saved, _ = compose(
+        [
+            "task=Cartpole",
+            "num_envs=64",
+            "task.env.resetDist=2.5",
+            "train.params.config.learning_rate=0.00042",
+            "pbt.enabled=True",
+        ]
+    )
     (workspace / "best" / "config.yaml").write_text(yaml.safe_dump(saved))
     argv = play_argv(str(run_dir), ["play_episodes=7"])
     assert argv[:3] == [sys.executable, "-m", "poptrain.train"]
     overrides = argv[3:]
-    assert {"task.env.resetDist=2.5", "num_envs=64", "train.params.config.learning_rate=0.00042", "test=True",
-            f"checkpoint={workspace / 'best' / 'checkpoint.pth'}", "play_episodes=7"} <= set(overrides)
+    assert {
+        "task.env.resetDist=2.5",
+        "num_envs=64",
+        "train.params.config.learning_rate=0.00042",
+        "test=True",
+        f"checkpoint={workspace / 'best' / 'checkpoint.pth'}",
+        "play_episodes=7",
+    } <= set(overrides)
     assert not any(o.startswith("pbt") for o in overrides)
     # the overrides rebuild the saved policy/env config exactly
     rebuilt = flatten(compose(overrides)[0])
@@ -49,5 +62,9 @@ def test_launch_forwards_to_the_launcher(tmp_path: Path, capsys) -> None:
 def test_module_entry_help() -> None:
     import subprocess
 
-    out = subprocess.run([sys.executable, "-m", "poptrain", "--help"], capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0 and all(c in out.stdout for c in ("status", "report", "replay", "play", "launch"))
+    out = subprocess.run(
+        [sys.executable, "-m", "poptrain", "--help"], capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0 and all(
+        c in out.stdout for c in ("status", "report", "replay", "play", "launch")
+    )

@@ -29,14 +29,23 @@ EPOCHS = 150  # 1.23 M env steps per member
 EPOCH_FRAMES = NUM_ENVS * 16  # num_envs x horizon_length of AcrobotHardPPO
 
 
-def member_overrides(num_policies: int = NUM_POLICIES, epochs: int = EPOCHS, num_envs: int = NUM_ENVS) -> list[str]:
+def member_overrides(
+    num_policies: int = NUM_POLICIES, epochs: int = EPOCHS, num_envs: int = NUM_ENVS
+) -> list[str]:
     """The overrides every member shares (policy_idx and seed are added per member)."""
     epoch_frames = num_envs * 16
     return [
-        "task=AcrobotHard", f"num_envs={num_envs}", f"max_iterations={epochs}", "train.params.config.save_frequency=0",
-        "pbt=pbt_default", "pbt/mutation=acrobot_showcase", f"pbt.num_policies={num_policies}",
-        f"pbt.interval_steps={10 * epoch_frames}", f"pbt.start_after={10 * epoch_frames}",
-        f"pbt.initial_delay={20 * epoch_frames}", "pbt.replace_fraction_worst=0.25",
+        "task=AcrobotHard",
+        f"num_envs={num_envs}",
+        f"max_iterations={epochs}",
+        "train.params.config.save_frequency=0",
+        "pbt=pbt_default",
+        "pbt/mutation=acrobot_showcase",
+        f"pbt.num_policies={num_policies}",
+        f"pbt.interval_steps={10 * epoch_frames}",
+        f"pbt.start_after={10 * epoch_frames}",
+        f"pbt.initial_delay={20 * epoch_frames}",
+        "pbt.replace_fraction_worst=0.25",
     ]
 
 
@@ -46,7 +55,9 @@ RUN_DESCRIPTION = RunDescription(
         Experiment(
             "acrobot",
             [sys.executable, "-m", "poptrain.train", *member_overrides()],
-            ParamList([{"pbt.policy_idx": i, "seed": i + 1} for i in range(NUM_POLICIES)]).generate_params(False),
+            ParamList([{"pbt.policy_idx": i, "seed": i + 1} for i in range(NUM_POLICIES)]).generate_params(
+                False
+            ),
         )
     ],
     experiment_arg_name="experiment",

@@ -33,11 +33,20 @@ NUM_ENVS = 512
 EPOCH_FRAMES = NUM_ENVS * 16  # num_envs x horizon_length of CartpolePPO
 
 _TRAIN = [
-    sys.executable, "-m", "poptrain.train", "task=Cartpole", f"num_envs={NUM_ENVS}", "max_iterations=200",
+    sys.executable,
+    "-m",
+    "poptrain.train",
+    "task=Cartpole",
+    f"num_envs={NUM_ENVS}",
+    "max_iterations=200",
     "train.params.config.save_frequency=0",
-    "pbt=pbt_default", "pbt/mutation=cartpole_env", f"pbt.num_policies={NUM_POLICIES}",
-    f"pbt.interval_steps={10 * EPOCH_FRAMES}", f"pbt.start_after={10 * EPOCH_FRAMES}",
-    f"pbt.initial_delay={20 * EPOCH_FRAMES}", "pbt.replace_fraction_worst=0.25",
+    "pbt=pbt_default",
+    "pbt/mutation=cartpole_env",
+    f"pbt.num_policies={NUM_POLICIES}",
+    f"pbt.interval_steps={10 * EPOCH_FRAMES}",
+    f"pbt.start_after={10 * EPOCH_FRAMES}",
+    f"pbt.initial_delay={20 * EPOCH_FRAMES}",
+    "pbt.replace_fraction_worst=0.25",
 ]
 
 RUN_DESCRIPTION = RunDescription(

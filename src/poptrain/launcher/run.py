@@ -278,7 +278,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not backend.watch:
         jobs = backend.jobs()
         for job in jobs:
-            print(f"[launcher] {job.name}: " + (f"job {job.id}" if job.id else f"NOT SUBMITTED — {job.status.reason}"))
+            print(
+                f"[launcher] {job.name}: "
+                + (f"job {job.id}" if job.id else f"NOT SUBMITTED — {job.status.reason}")
+            )
         failed = [job for job in jobs if not job.id]
         if failed:
             print(f"error: {len(failed)} of {len(jobs)} experiment(s) were not submitted", file=sys.stderr)

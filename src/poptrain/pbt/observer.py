@@ -159,8 +159,13 @@ def initial_pbt_check(
     newest = ws.latest(member) if latest is None else None
     if newest is not None:  # metadata but no loadable checkpoint: from scratch, honestly recorded
         apply_params(cfg, {k: v for k, v in newest.params.items() if k in keys})
-        start = StartInfo(claim_token=token, kind="scratch", iteration=newest.iteration,
-                          restarts=newest.restarts, exploits=newest.exploits)
+        start = StartInfo(
+            claim_token=token,
+            kind="scratch",
+            iteration=newest.iteration,
+            restarts=newest.restarts,
+            exploits=newest.exploits,
+        )
         ws.append_event(LineageEvent(
             event="resume", member=member, time=time.time(), iteration=newest.iteration, frames=0,
             old_params=newest.params, new_params=newest.params, mode="from_scratch", extra={"checkpoint": ""},
@@ -187,8 +192,13 @@ def initial_pbt_check(
         if not latest.finished and _budget_reached(cfg, latest):
             # killed between its last interval checkpoint (at the budget) and its final write (found by the chaos
             # suite): record the end now instead of letting rl_games train one epoch past the budget
-            final = dataclasses.replace(latest, iteration=latest.iteration + 1, finished=True, time=time.time(),
-                                        checkpoint=checkpoint_name(latest.iteration + 1))
+            final = dataclasses.replace(
+                latest,
+                iteration=latest.iteration + 1,
+                finished=True,
+                time=time.time(),
+                checkpoint=checkpoint_name(latest.iteration + 1),
+            )
             ws.write_checkpoint(final, ws.load_state(latest), token)
             latest = final
         if latest.finished:
@@ -196,8 +206,12 @@ def initial_pbt_check(
             # overshoot the member's frame budget by at least one epoch
             start.finished = latest
             ws.release_claim(member, token)
-            log.info("PBT member %d had already finished at iteration %d (%d frames); nothing to train",
-                     member, latest.iteration, latest.frames)
+            log.info(
+                "PBT member %d had already finished at iteration %d (%d frames); nothing to train",
+                member,
+                latest.iteration,
+                latest.frames,
+            )
             return start
         log.info("PBT member %d resumes from iteration %d (%s)", member, latest.iteration, cfg.checkpoint)
         return start
@@ -212,8 +226,12 @@ def initial_pbt_check(
             changed = [k for k in keys if new[k] != old[k]]
         else:
             new, changed = mutate(
-                old, params.mutation, _rng(cfg, member, "initial"), params.mutation_rate,
-                params.change_min, params.change_max,
+                old,
+                params.mutation,
+                _rng(cfg, member, "initial"),
+                params.mutation_rate,
+                params.change_min,
+                params.change_max,
             )
             mode = "initial"
         apply_params(cfg, new)
@@ -256,14 +274,21 @@ def _resume_point(ws: Workspace, member: int) -> MemberMeta | None:
             skipped.append(f"iteration {meta.iteration}: {exc}")
             continue
         if skipped:
-            log.warning("PBT member %d: newest checkpoint(s) unusable, resuming from iteration %d instead (%s)",
-                        member, meta.iteration, "; ".join(skipped))
+            log.warning(
+                "PBT member %d: newest checkpoint(s) unusable, resuming from iteration %d instead (%s)",
+                member,
+                meta.iteration,
+                "; ".join(skipped),
+            )
         return meta
     if history:
         log.warning(
             "PBT member %d: no checkpoint of its metadata (up to iteration %d) loads (%s); it starts FROM SCRATCH "
             "(frames from 0, full budget; its PBT iteration counter goes on from %d)",
-            member, history[-1].iteration, "; ".join(skipped[:3]), history[-1].iteration,
+            member,
+            history[-1].iteration,
+            "; ".join(skipped[:3]),
+            history[-1].iteration,
         )
     return None
 
@@ -288,7 +313,9 @@ class PbtAlgoObserver(AlgoObserver):
         self.iteration, self.restarts, self.exploits = start.iteration, start.restarts, start.exploits
         self.parent = start.parent
         self.start = start  # what start-up decided (decision_time is cleared once the restart is logged)
-        self.already_finished = start.finished  # run_training returns this member's final result, trains nothing
+        self.already_finished = (
+            start.finished
+        )  # run_training returns this member's final result, trains nothing
         self.window: deque[float] = deque(maxlen=int(self.settings.objective_window))
         self._pending: list[torch.Tensor] = []
         self.nonfinite_objectives = 0
@@ -423,7 +450,9 @@ class PbtAlgoObserver(AlgoObserver):
                 "interval_s": round(self.interval_s, 3),
                 # iterations in a row without a possible decision, as of the previous iteration (poptrain status)
                 "waiting": {
-                    "iterations": self.waiting, "warn_after": int(self.settings.waiting_warn_after), **self.waiting_counts
+                    "iterations": self.waiting,
+                    "warn_after": int(self.settings.waiting_warn_after),
+                    **self.waiting_counts,
                 },
             },
         )
@@ -468,10 +497,19 @@ class PbtAlgoObserver(AlgoObserver):
         decision = self.decide(candidates)
         self._track_waiting(decision.waiting, population_counts(candidates, self.settings), frames)
         decision = search.noise_gate(decision, self.member, population, self.settings)
-        decision = search.signal_gate(decision, population, self.ws, self.settings)  # issue 14: pbt.wait_for_signal
+        decision = search.signal_gate(
+            decision, population, self.ws, self.settings
+        )  # issue 14: pbt.wait_for_signal
         log.info(
             "PBT member %d iteration %d frames %d objective %.3f rank %d/%d: %s %s",
-            self.member, self.iteration, frames, objective, rank, len(ranked), decision.action, decision.reason,
+            self.member,
+            self.iteration,
+            frames,
+            objective,
+            rank,
+            len(ranked),
+            decision.action,
+            decision.reason,
         )
         if decision.action == "exploit" and decision.leader is not None and decision.leader in population:
             self.exploit(population[decision.leader], frames)
@@ -481,7 +519,9 @@ class PbtAlgoObserver(AlgoObserver):
 
     def decide(self, candidates: list[Candidate]) -> Decision:
         """Keep, mutate or exploit at this iteration under ``settings.replace_rule`` (seeded per iteration)."""
-        return decide(self.member, candidates, self.settings, _rng(self.cfg, self.member, "decide", self.iteration))
+        return decide(
+            self.member, candidates, self.settings, _rng(self.cfg, self.member, "decide", self.iteration)
+        )
 
     def _interval_duration(self) -> float:
         """Wall seconds since this member's previous metadata write (across an os.execv restart: the
@@ -507,8 +547,14 @@ class PbtAlgoObserver(AlgoObserver):
                 "PBT member %d: no PBT decision possible for %d iterations in a row: %d of %d members valid, "
                 "%d missing (not started or not yet past start_after), %d stale (older than "
                 "max(stale_after_s=%g, %g x own interval)), %d without an objective yet",
-                self.member, self.waiting, counts["valid"], int(self.settings.num_policies), counts["missing"],
-                counts["stale"], float(self.settings.stale_after_s), float(self.settings.stale_interval_factor),
+                self.member,
+                self.waiting,
+                counts["valid"],
+                int(self.settings.num_policies),
+                counts["missing"],
+                counts["stale"],
+                float(self.settings.stale_after_s),
+                float(self.settings.stale_interval_factor),
                 counts["no_objective"],
             )
 
@@ -520,7 +566,9 @@ class PbtAlgoObserver(AlgoObserver):
         if since < int(self.settings.start_after):
             log.info(
                 "PBT member %d: settling, %d frames since its last (re)start/exploit < start_after=%d; no decision",
-                self.member, since, int(self.settings.start_after),
+                self.member,
+                since,
+                int(self.settings.start_after),
             )
             return True
         return False
@@ -538,7 +586,14 @@ class PbtAlgoObserver(AlgoObserver):
             return search.explore_member(
                 base, self.settings, rng, self.ws, self.member, self.iteration, self.dead, self.algo
             )
-        return mutate(dict(base), self.settings.mutation, rng, self.settings.mutation_rate, self.settings.change_min, self.settings.change_max)
+        return mutate(
+            dict(base),
+            self.settings.mutation,
+            rng,
+            self.settings.mutation_rate,
+            self.settings.change_min,
+            self.settings.change_max,
+        )
 
     def exploit(self, leader: MemberMeta, frames: int) -> None:
         """Copy ``leader``'s weights and explore from its params (hot swap when every change is live, else
@@ -547,11 +602,18 @@ class PbtAlgoObserver(AlgoObserver):
         try:
             state = self.ws.load_state(leader)
         except WorkspaceError as exc:  # the leader's file vanished or is corrupt: keep training, say so
-            log.warning("PBT member %d: cannot copy leader %d (%s); keeping own weights", self.member, leader.member, exc)
+            log.warning(
+                "PBT member %d: cannot copy leader %d (%s); keeping own weights",
+                self.member,
+                leader.member,
+                exc,
+            )
             return
         old = dict(self.params)
         base = self._leader_params(leader)
-        if self.settings.exploit_params == "mixed":  # IGE: the leader's or its own params, probability 1/2 each
+        if (
+            self.settings.exploit_params == "mixed"
+        ):  # IGE: the leader's or its own params, probability 1/2 each
             if _rng(self.cfg, self.member, "exploit_base", self.iteration).random() >= 0.5:
                 base = old
         new, changed = self._mutated(base, "exploit")
@@ -573,7 +635,9 @@ class PbtAlgoObserver(AlgoObserver):
             self.carried_objective = float(leader.objective)
             # the leader's optimizer state carries the leader's lr: re-apply every live key we track
             # (except keys the training loop overwrites: issue 14, search.dead_set)
-            api.set_params(self.algo, {k: v for k, v in new.items() if live.is_live(k, self.algo) and k not in self.dead})
+            api.set_params(
+                self.algo, {k: v for k, v in new.items() if live.is_live(k, self.algo) and k not in self.dead}
+            )
             self.params = new
             # what the running agent and env now use (task keys read back from the task itself)
             applied = api.get_params(self.algo, differs)
@@ -605,14 +669,23 @@ class PbtAlgoObserver(AlgoObserver):
         if not changed:
             return
         self.changed_at_frame = frames
-        event = LineageEvent(event="mutate", member=self.member, time=decision_time, iteration=self.iteration,
-                             frames=frames, old_params=old, new_params=new, changed=changed)
+        event = LineageEvent(
+            event="mutate",
+            member=self.member,
+            time=decision_time,
+            iteration=self.iteration,
+            frames=frames,
+            old_params=old,
+            new_params=new,
+            changed=changed,
+        )
         if live.all_live(changed, self.algo):
             api.set_params(self.algo, {k: new[k] for k in changed})
             self.params = new
             applied = api.get_params(self.algo, changed)
-            self.ws.append_event(dataclasses.replace(event, time=time.time(), mode="hot_swap",
-                                                     extra={"applied": applied}))
+            self.ws.append_event(
+                dataclasses.replace(event, time=time.time(), mode="hot_swap", extra={"applied": applied})
+            )
             return
         self.ws.append_event(dataclasses.replace(event, time=time.time(), mode="restart"))
         self._restart(new, self._state(), decision_time, "mutate", self.objective())
@@ -691,8 +764,12 @@ class PbtAlgoObserver(AlgoObserver):
             except WorkspaceError as exc:
                 log.warning("cannot export best member %d: %s", best.member, exc)
                 return
-            log.info("PBT best member %d (objective %.3f) exported to %s", best.member, best.objective,
-                     self.ws.best_dir)
+            log.info(
+                "PBT best member %d (objective %.3f) exported to %s",
+                best.member,
+                best.objective,
+                self.ws.best_dir,
+            )
 
 
 _Observer = TypeVar("_Observer", bound=PbtAlgoObserver)
@@ -730,9 +807,13 @@ def _best_lock(path: Path) -> Iterator[bool]:
             if exc.errno not in _NO_FLOCK:
                 raise
             locked = False
-            log.warning("flock is not available on the file system of %s (errno %d: %s); exporting best/ "
-                        "without the lock (files stay atomic, the last export wins)", path, exc.errno,
-                        exc.strerror)
+            log.warning(
+                "flock is not available on the file system of %s (errno %d: %s); exporting best/ "
+                "without the lock (files stay atomic, the last export wins)",
+                path,
+                exc.errno,
+                exc.strerror,
+            )
         yield locked
     finally:
         os.close(fd)

@@ -67,18 +67,26 @@ def _rule_defaults() -> dict[str, Any]:
 class PbtSettings:
     """Validated PBT settings (build with ``PbtSettings.from_cfg``)."""
 
-    enabled: bool = setting(False, "IGE/ILab: run this process as a PBT population member (IGE default False)")
+    enabled: bool = setting(
+        False, "IGE/ILab: run this process as a PBT population member (IGE default False)"
+    )
     num_policies: int = setting(8, "IGE/ILab: population size (both default 8)", lo=1)
-    policy_idx: int = setting(0, "IGE/ILab: this member's index, unique in [0, num_policies)", below="num_policies")
+    policy_idx: int = setting(
+        0, "IGE/ILab: this member's index, unique in [0, num_policies)", below="num_policies"
+    )
     workspace: str = setting(
-        "pbt_workspace", "IGE/ILab: shared folder; absolute path, or relative to directory/train_dir", non_empty=True
+        "pbt_workspace",
+        "IGE/ILab: shared folder; absolute path, or relative to directory/train_dir",
+        non_empty=True,
     )
     directory: str = setting("", "ILab: root for a relative workspace ('' = train_dir; ILab default '')")
     interval_steps: int = setting(
         163_840, "IGE/ILab: env frames between PBT iterations (IGE 10M, ILab 100k; ours 10 epochs)", lo=1
     )
     start_after: int = setting(
-        163_840, "IGE: frames before this member may be replaced (IGE 10M); counted per start_after_mode", lo=0
+        163_840,
+        "IGE: frames before this member may be replaced (IGE 10M); counted per start_after_mode",
+        lo=0,
     )
     start_after_mode: str = setting(
         "absolute",
@@ -95,8 +103,12 @@ class PbtSettings:
         lo=0.0,
         hi=1.0,
     )
-    change_min: float = setting(1.1, "IGE: smallest multiplicative change factor (IGE 1.1)", lo=0.0, lo_open=True)
-    change_max: float = setting(1.5, "IGE: largest multiplicative change factor (IGE 1.5)", lo=0.0, lo_open=True)
+    change_min: float = setting(
+        1.1, "IGE: smallest multiplicative change factor (IGE 1.1)", lo=0.0, lo_open=True
+    )
+    change_max: float = setting(
+        1.5, "IGE: largest multiplicative change factor (IGE 1.5)", lo=0.0, lo_open=True
+    )
     change_range: tuple[float, float] | None = setting(
         None, "ILab: [min, max] factor range; overrides change_min/max", custom=True
     )
@@ -112,7 +124,9 @@ class PbtSettings:
         choices=lambda: tuple(RULES),
     )
     #: each rule's own settings (selection.RULES), read from the flat pbt.* keys of its settings dataclass
-    rule_settings: dict[str, Any] = setting(doc="per replace_rule: its settings", factory=_rule_defaults, custom=True)
+    rule_settings: dict[str, Any] = setting(
+        doc="per replace_rule: its settings", factory=_rule_defaults, custom=True
+    )
     exploit_params: str = setting(
         "leader",
         "on exploit: leader (ours, ILab) mutates the leader's params; mixed (IGE pbt.py) starts from the "
@@ -143,18 +157,24 @@ class PbtSettings:
         lo=1,
     )
     objective_window: int = setting(
-        100, "ours: finished episodes averaged into the objective, at least num_envs (the observer grows it)", lo=1
+        100,
+        "ours: finished episodes averaged into the objective, at least num_envs (the observer grows it)",
+        lo=1,
     )
     objective_grace_steps: int = setting(
         500_000, "ours: frames after which a never-finite objective is an error", lo=0
     )
-    keep_checkpoints: int = setting(3, "ours: newest .pth files kept per member (plus any still referenced)", lo=1)
+    keep_checkpoints: int = setting(
+        3, "ours: newest .pth files kept per member (plus any still referenced)", lo=1
+    )
     dbg_mode: bool = setting(
-        False, "IGE: single-policy debug mode; accepted so IGE's pbt yaml loads unchanged, only False is supported"
+        False,
+        "IGE: single-policy debug mode; accepted so IGE's pbt yaml loads unchanged, only False is supported",
     )
     # -- search (issue 14: poptrain.pbt.explore / priors / noise / pb2) --------------------------------------
     explore: str = setting(
-        "mutate", "ours: mutate (legacy operators) | perturb | resample | pb2 (see pbt/explore.py)",
+        "mutate",
+        "ours: mutate (legacy operators) | perturb | resample | pb2 (see pbt/explore.py)",
         choices=EXPLORE_MODES,
     )
     resample_probability: float = setting(
@@ -167,19 +187,26 @@ class PbtSettings:
         lo=0,
     )
     initial: str = setting(
-        "mutate", "ours: mutate (legacy: one mutation per member) | sample (Latin hypercube)",
+        "mutate",
+        "ours: mutate (legacy: one mutation per member) | sample (Latin hypercube)",
         choices=("mutate", "sample"),
     )
     sample_seed: int = setting(
         0, "ours: seed of the initial sample (the same for every member of a population)", lo=0
     )
     initial_width: float = setting(
-        1.0, "ours: initial sample in this fraction of each prior around the config (1 = all)",
-        lo=0.0, hi=1.0, lo_open=True,
+        1.0,
+        "ours: initial sample in this fraction of each prior around the config (1 = all)",
+        lo=0.0,
+        hi=1.0,
+        lo_open=True,
     )
-    noise_z: float = setting(0.0, "ours: exploit only if the lead exceeds noise_z standard errors (0 = off)", lo=0.0)
+    noise_z: float = setting(
+        0.0, "ours: exploit only if the lead exceeds noise_z standard errors (0 = off)", lo=0.0
+    )
     wait_for_signal: bool = setting(
-        False, "ours: no decision (exploit or explore) until the population's objective has signal (noise.signal)"
+        False,
+        "ours: no decision (exploit or explore) until the population's objective has signal (noise.signal)",
     )
     pb2_kappa: float = setting(2.0, "PB2: UCB width, mean + kappa * std", lo=0.0)
 
@@ -341,8 +368,6 @@ def rule_choice(pbt_cfg: Mapping[str, Any]) -> tuple[str, str]:
     return "fraction", "default (IsaacGymEnvs' rule); set pbt.replace_rule to choose"
 
 
-
-
 def _is_seq(v: Any) -> bool:
     return hasattr(v, "__len__") and hasattr(v, "__getitem__") and not isinstance(v, (str, Mapping))
 
@@ -365,7 +390,9 @@ def describe() -> str:
             m, choices = f.metadata, choices_of(f)
             valid = " | ".join(map(str, choices)) if choices else ""
             if m.get("lo") is not None or m.get("hi") is not None:
-                valid = f"{'(' if m['lo_open'] else '['}{m['lo']}, {m['hi'] if m['hi'] is not None else 'inf'}]"
+                valid = (
+                    f"{'(' if m['lo_open'] else '['}{m['lo']}, {m['hi'] if m['hi'] is not None else 'inf'}]"
+                )
             lines.append(f"pbt.{f.name} = {default_of(f)!r}  {valid}{owner}\n    {m.get('doc', '')}")
     return "\n".join(lines)
 

@@ -68,7 +68,11 @@ def initial_values(
     if member == 0:
         return new
     rows = initial_sample(
-        dims(params, dead), int(params.num_policies), int(params.sample_seed), old, float(params.initial_width)
+        dims(params, dead),
+        int(params.num_policies),
+        int(params.sample_seed),
+        old,
+        float(params.initial_width),
     )
     for key, value in rows[member - 1].items():
         new[key] = float(value) if isinstance(old.get(key), float) else value
@@ -92,7 +96,9 @@ def _se(meta: Any) -> float:
     return float(value) if math.isfinite(value) and value >= 0 else math.nan  # workspace data is untrusted
 
 
-def noise_gate(decision: Decision, member: int, population: Mapping[int, Any], params: PbtSettings) -> Decision:
+def noise_gate(
+    decision: Decision, member: int, population: Mapping[int, Any], params: PbtSettings
+) -> Decision:
     """``noise.gate`` with the own and leader objectives and errors from the population's metadata."""
     if params.noise_z <= 0 or decision.action != "exploit" or decision.leader is None:
         return decision
@@ -113,7 +119,9 @@ def signal_gate(decision: Decision, population: Mapping[int, Any], ws: Any, para
     current, lows = [], []
     for member, meta in population.items():
         now = (float(meta.objective), _se(meta))
-        finite = [(float(h.objective), _se(h)) for h in ws.member_history(member) if math.isfinite(h.objective)]
+        finite = [
+            (float(h.objective), _se(h)) for h in ws.member_history(member) if math.isfinite(h.objective)
+        ]
         current.append(now)
         lows.append(min([*finite, now]) if math.isfinite(now[0]) else now)
     z = float(params.noise_z) if params.noise_z > 0 else 2.0
@@ -134,7 +142,9 @@ def expected_decisions(params: PbtSettings, algo: Any) -> int:
     max_frames = int(getattr(algo, "max_frames", -1) or -1)
     max_epochs = int(getattr(algo, "max_epochs", -1) or -1)
     per_epoch = int(getattr(algo, "batch_size", 0) or 0)
-    total = max_frames if max_frames > 0 else max_epochs * per_epoch if max_epochs > 0 and per_epoch > 0 else 0
+    total = (
+        max_frames if max_frames > 0 else max_epochs * per_epoch if max_epochs > 0 and per_epoch > 0 else 0
+    )
     if total <= 0:
         return FALLBACK_STEPS
     return max(1, (total - int(params.initial_delay)) // max(1, int(params.interval_steps)))

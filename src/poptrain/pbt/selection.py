@@ -87,7 +87,9 @@ def candidates_from_metas(metas: Iterable[Any], now: float) -> list[Candidate]:
 
 def is_stale(c: Candidate, params: PbtSettings) -> bool:
     """Not finished and older than its own staleness limit (the rule of ``poptrain.pbt.ranking``)."""
-    return not c.finished and c.age_s > stale_limit_s(c.interval_s, params.stale_after_s, params.stale_interval_factor)
+    return not c.finished and c.age_s > stale_limit_s(
+        c.interval_s, params.stale_after_s, params.stale_interval_factor
+    )
 
 
 def is_valid(c: Candidate, params: PbtSettings) -> bool:
@@ -142,9 +144,15 @@ def decide(member: int, population: Sequence[Candidate], params: PbtSettings, rn
 class FractionSettings:
     """IsaacGymEnvs' rule (``fraction``); defaults are IGE's."""
 
-    replace_fraction_worst: float = setting(0.125, "IGE: the worst ceil(frac*N) slots are underperformers", lo=0.0, hi=1.0)
-    replace_fraction_best: float = setting(0.3, "IGE: a leader is drawn from the best ceil(frac*N)", lo=0.0, hi=1.0)
-    replace_threshold_frac_std: float = setting(0.5, "IGE: exploit only if lead > frac * population std", lo=0.0)
+    replace_fraction_worst: float = setting(
+        0.125, "IGE: the worst ceil(frac*N) slots are underperformers", lo=0.0, hi=1.0
+    )
+    replace_fraction_best: float = setting(
+        0.3, "IGE: a leader is drawn from the best ceil(frac*N)", lo=0.0, hi=1.0
+    )
+    replace_threshold_frac_std: float = setting(
+        0.5, "IGE: exploit only if lead > frac * population std", lo=0.0
+    )
     replace_threshold_frac_absolute: float = setting(
         0.05, "IGE: ... and lead > frac * |leader objective|", lo=0.0
     )
@@ -230,7 +238,9 @@ def _threshold(
 class QuantileSettings:
     """Ray Tune's rule (``quantile``); default is Ray's."""
 
-    quantile_fraction: float = setting(0.25, "Ray: size of the bottom/top quantiles", lo=0.0, hi=0.5, lo_open=True)
+    quantile_fraction: float = setting(
+        0.25, "Ray: size of the bottom/top quantiles", lo=0.0, hi=0.5, lo_open=True
+    )
 
 
 def _quantile(

@@ -192,7 +192,9 @@ class Workspace:
 
     def stale_limit_s(self, meta: MemberMeta) -> float:
         """max(stale_after_s, stale_interval_factor x the member's own last interval, ``extra["interval_s"]``)."""
-        return ranking.stale_limit_s(ranking.interval_of(meta), self.stale_after_s, self.stale_interval_factor)
+        return ranking.stale_limit_s(
+            ranking.interval_of(meta), self.stale_after_s, self.stale_interval_factor
+        )
 
     def is_stale(self, meta: MemberMeta, now: float | None = None) -> bool:
         """``ranking.is_stale_meta``: not finished and written more than ``stale_limit_s(meta)`` before ``now``."""

@@ -81,5 +81,4 @@ def member_colors(
         return MemberColors({m: colours[i] for i, m in enumerate(members)}, ranked, [])
     top = [m for m in ranked if math.isfinite(score(m))][:top_k] or ranked[:top_k]
     colours = palette(len(top))
-    return MemberColors({m: colours[i] for i, m in enumerate(top)}, top,
-                        [m for m in members if m not in top])
+    return MemberColors({m: colours[i] for i, m in enumerate(top)}, top, [m for m in members if m not in top])

@@ -64,11 +64,26 @@ def _population_table(view: PopulationView) -> str:
     rows = status_rows(view)
     keys = sorted({k for r in rows for k in r.params})
     names = short_keys(keys)
-    head = ["rank", "member", "objective", "iteration", "frames", *[names[k] for k in keys],
-            "restarts", "exploits", "parent", "state"]
-    out = ["<table><thead><tr>" + "".join(f"<th title='{_esc(k)}'>{_esc(h)}</th>" for k, h in
-                                           zip(["", "", "", "", "", *keys, "", "", "", ""], head,
-                                               strict=True)) + "</tr></thead><tbody>"]
+    head = [
+        "rank",
+        "member",
+        "objective",
+        "iteration",
+        "frames",
+        *[names[k] for k in keys],
+        "restarts",
+        "exploits",
+        "parent",
+        "state",
+    ]
+    out = [
+        "<table><thead><tr>"
+        + "".join(
+            f"<th title='{_esc(k)}'>{_esc(h)}</th>"
+            for k, h in zip(["", "", "", "", "", *keys, "", "", "", ""], head, strict=True)
+        )
+        + "</tr></thead><tbody>"
+    ]
     for r in rows:
         cells = [
             "—" if r.rank is None else r.rank,
@@ -77,7 +92,8 @@ def _population_table(view: PopulationView) -> str:
             "—" if r.iteration is None else r.iteration,
             "—" if r.frames is None else f"{r.frames:,}",
             *[format_value(r.params[k]) if k in r.params else "—" for k in keys],
-            r.restarts, r.exploits,
+            r.restarts,
+            r.exploits,
             "—" if not r.parent else f"{int(r.parent['member']):03d} @ it {r.parent.get('iteration')}",
             r.state,
         ]
@@ -103,16 +119,20 @@ def _best_section(view: PopulationView) -> str:
     if view.best_config is not None:
         who = view.best_meta.get("member") if view.best_meta else None
         obj = view.best_meta.get("objective") if view.best_meta else None
-        parts.append(f"<p>Exported best policy: member <b>{_esc(who)}</b>, objective {_esc(obj)} — "
-                     f"<code>{_esc(view.root / 'best' / 'checkpoint.pth')}</code>. Play it with "
-                     f"<code>poptrain play {_esc(view.root)}</code>.</p>")
+        parts.append(
+            f"<p>Exported best policy: member <b>{_esc(who)}</b>, objective {_esc(obj)} — "
+            f"<code>{_esc(view.root / 'best' / 'checkpoint.pth')}</code>. Play it with "
+            f"<code>poptrain play {_esc(view.root)}</code>.</p>"
+        )
         config = view.best_config
         mutable = set(view.mutable_keys())
     elif best is not None:
         meta = view.latest(best)
         assert meta is not None
-        parts.append(f"<p>No <code>best/</code> export yet (the run may still be going). Current leader: "
-                     f"member <b>{best}</b>; its mutable params and Hydra overrides:</p>")
+        parts.append(
+            f"<p>No <code>best/</code> export yet (the run may still be going). Current leader: "
+            f"member <b>{best}</b>; its mutable params and Hydra overrides:</p>"
+        )
         config = {"params": dict(meta.params), "overrides": list(meta.overrides)}
         mutable = set()
     else:
@@ -123,9 +143,11 @@ def _best_section(view: PopulationView) -> str:
         parts.append(f"<tr{cls}><td>{_esc(key)}</td><td>{_esc(json.dumps(value, default=str))}</td></tr>")
     parts.append("</tbody></table>")
     if mutable:
-        parts.append("<p class='small'>Highlighted rows are the mutable hyperparameters (their final values; "
-                     "the schedule that produced these weights is in the figure above and in "
-                     f"<code>poptrain replay {_esc(view.root)} --print</code>).</p>")
+        parts.append(
+            "<p class='small'>Highlighted rows are the mutable hyperparameters (their final values; "
+            "the schedule that produced these weights is in the figure above and in "
+            f"<code>poptrain replay {_esc(view.root)} --print</code>).</p>"
+        )
     return "".join(parts)
 
 
@@ -157,8 +179,10 @@ def build_html(view: PopulationView, pngs: Mapping[str, bytes]) -> str:
         if name not in pngs:
             continue
         data = base64.b64encode(pngs[name]).decode("ascii")
-        parts.append(f"<h2>{_esc(title)}</h2><a href='{name}'><img alt='{_esc(title)}' "
-                     f"src='data:image/png;base64,{data}'></a>")
+        parts.append(
+            f"<h2>{_esc(title)}</h2><a href='{name}'><img alt='{_esc(title)}' "
+            f"src='data:image/png;base64,{data}'></a>"
+        )
     parts.append("<h2>Final population</h2>" + _population_table(view))
     parts.append("<h2>Best member's full config</h2>" + _best_section(view))
     parts.append("</body></html>")

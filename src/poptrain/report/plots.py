@@ -64,8 +64,15 @@ def _legend(ax: Any, colors: MemberColors, extra: Sequence[Line2D] = ()) -> None
         handles.append(Line2D([], [], color=OTHER_COLOR, lw=1, label=f"other members ({len(colors.others)})"))
     handles.extend(extra)
     ncol = 1 if len(handles) <= 12 else 2
-    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False,
-              ncol=ncol, borderaxespad=0.0)
+    ax.legend(
+        handles=handles,
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1.0),
+        fontsize=8,
+        frameon=False,
+        ncol=ncol,
+        borderaxespad=0.0,
+    )
 
 
 def _empty(fig: Figure, ax: Any, message: str) -> Figure:
@@ -102,9 +109,16 @@ def plot_objective(view: PopulationView, colors: MemberColors | None = None) -> 
         if not pts:
             continue
         xs, ys = zip(*pts, strict=True)
-        ax.plot(xs, ys, color=colors.color(member), lw=colors.linewidth(member), alpha=colors.alpha(member),
-                zorder=colors.zorder(member), marker="o" if len(pts) < 30 and not colors.others else None,
-                ms=3)
+        ax.plot(
+            xs,
+            ys,
+            color=colors.color(member),
+            lw=colors.linewidth(member),
+            alpha=colors.alpha(member),
+            zorder=colors.zorder(member),
+            marker="o" if len(pts) < 30 and not colors.others else None,
+            ms=3,
+        )
     exploits = [e for e in view.lineage if e.event == "exploit" and e.source is not None]
     label = len(exploits) <= MAX_LABELS
     for event in exploits:
@@ -119,20 +133,55 @@ def plot_objective(view: PopulationView, colors: MemberColors | None = None) -> 
         low = high if low is None else low
         emphasis = colors.is_highlighted(member) or colors.is_highlighted(source)
         colour = colors.color(source) if colors.is_highlighted(source) else "#808080"
-        ax.plot([frames, frames], [low, high], ls="--", lw=1.0 if emphasis else 0.6, color=colour,
-                alpha=0.9 if emphasis else 0.5, zorder=4 if emphasis else 2)
-        ax.plot([frames], [high], marker="^", ms=7 if emphasis else 4, color=colour,
-                markeredgecolor=colors.color(member) if emphasis else colour, markeredgewidth=1.2,
-                zorder=5 if emphasis else 2, ls="none")
+        ax.plot(
+            [frames, frames],
+            [low, high],
+            ls="--",
+            lw=1.0 if emphasis else 0.6,
+            color=colour,
+            alpha=0.9 if emphasis else 0.5,
+            zorder=4 if emphasis else 2,
+        )
+        ax.plot(
+            [frames],
+            [high],
+            marker="^",
+            ms=7 if emphasis else 4,
+            color=colour,
+            markeredgecolor=colors.color(member) if emphasis else colour,
+            markeredgewidth=1.2,
+            zorder=5 if emphasis else 2,
+            ls="none",
+        )
         if label:
-            ax.annotate(f"{member}←{source}", (frames, high), xytext=(3, 4), textcoords="offset points",
-                        fontsize=7, color="#333333", zorder=6)
+            ax.annotate(
+                f"{member}←{source}",
+                (frames, high),
+                xytext=(3, 4),
+                textcoords="offset points",
+                fontsize=7,
+                color="#333333",
+                zorder=6,
+            )
     ax.set_xlabel("env frames (each member's own counter)")
     ax.set_ylabel("objective")
     ax.xaxis.set_major_formatter(_fmt_frames)
     ax.grid(alpha=0.3)
-    extra = [Line2D([], [], ls="--", marker="^", color="#555555", lw=1,
-                    label="exploit: jump to copied weights\n(colour = source, m←s)")] if exploits else []
+    extra = (
+        [
+            Line2D(
+                [],
+                [],
+                ls="--",
+                marker="^",
+                color="#555555",
+                lw=1,
+                label="exploit: jump to copied weights\n(colour = source, m←s)",
+            )
+        ]
+        if exploits
+        else []
+    )
     _legend(ax, colors, extra)
     return fig
 
@@ -197,7 +246,9 @@ def plot_lineage(view: PopulationView, colors: MemberColors | None = None) -> Fi
     spare = [c for c in palette(20) if c not in set(colors.colors.values())]
     founder_color: dict[int, str] = {}
     for f in alive[:10]:
-        founder_color[f] = colors.color(f) if colors.is_highlighted(f) else spare[len(founder_color) % len(spare)]
+        founder_color[f] = (
+            colors.color(f) if colors.is_highlighted(f) else spare[len(founder_color) % len(spare)]
+        )
     lw = 6.0 if n <= 16 else max(1.5, 120.0 / n)
     for member, history in view.histories.items():
         its = [m.iteration for m in history]
@@ -205,8 +256,13 @@ def plot_lineage(view: PopulationView, colors: MemberColors | None = None) -> Fi
             colour = founder_color.get(founder_at(member, a), "#d9d9d9")  # weights held during (a, b]
             ax.plot([a, b], [row[member]] * 2, color=colour, lw=lw, solid_capstyle="butt", zorder=1)
         if len(its) == 1:
-            ax.plot(its, [row[member]], marker="s", color=founder_color.get(founder_at(member, its[0]),
-                                                                                "#d9d9d9"), zorder=1)
+            ax.plot(
+                its,
+                [row[member]],
+                marker="s",
+                color=founder_color.get(founder_at(member, its[0]), "#d9d9d9"),
+                zorder=1,
+            )
     for event in view.lineage:
         if event.event != "exploit" or event.source is None:
             continue
@@ -215,10 +271,21 @@ def plot_lineage(view: PopulationView, colors: MemberColors | None = None) -> Fi
             continue
         x1 = event.iteration or 0
         x0 = event.source_iteration if event.source_iteration is not None else x1
-        ax.annotate("", xy=(x1, row[member]), xytext=(x0, row[source]), zorder=2,
-                    arrowprops={"arrowstyle": "-|>", "color": "#444444", "lw": 0.6 if n > 16 else 0.9,
-                                "alpha": 0.6, "shrinkA": 0, "shrinkB": 1,
-                                "mutation_scale": 6 if n > 16 else 9})
+        ax.annotate(
+            "",
+            xy=(x1, row[member]),
+            xytext=(x0, row[source]),
+            zorder=2,
+            arrowprops={
+                "arrowstyle": "-|>",
+                "color": "#444444",
+                "lw": 0.6 if n > 16 else 0.9,
+                "alpha": 0.6,
+                "shrinkA": 0,
+                "shrinkB": 1,
+                "mutation_scale": 6 if n > 16 else 9,
+            },
+        )
     best = best_of(view)
     if best is not None:
         _trace_best(ax, view, best, row)
@@ -271,8 +338,7 @@ def plot_params(view: PopulationView, colors: MemberColors | None = None) -> Fig
         return _empty(fig, axes[0][0], "no mutable hyperparameters recorded yet")
     fig.suptitle("Hyperparameters vs env frames (the schedules PBT discovered)")
     timelines: dict[int, list[Any]] = {
-        m: member_timeline(h, [e for e in view.lineage if e.member == m])
-        for m, h in view.histories.items()
+        m: member_timeline(h, [e for e in view.lineage if e.member == m]) for m, h in view.histories.items()
     }
     best = best_of(view)
     schedule = build_schedule(best, view.histories, view.lineage) if best is not None else None
@@ -290,8 +356,15 @@ def plot_params(view: PopulationView, colors: MemberColors | None = None) -> Fig
                 continue
             ys.append(ys[-1])
             values += [float(y) for y in ys]
-            ax.step(xs, ys, where="post", color=colors.color(member), lw=colors.linewidth(member),
-                    alpha=colors.alpha(member), zorder=colors.zorder(member))
+            ax.step(
+                xs,
+                ys,
+                where="post",
+                color=colors.color(member),
+                lw=colors.linewidth(member),
+                alpha=colors.alpha(member),
+                zorder=colors.zorder(member),
+            )
         if schedule is not None and schedule.points:
             xs = [p.frames for p in schedule.points if is_number(p.params.get(key))] + [schedule.total_frames]
             ys = [p.params[key] for p in schedule.points if is_number(p.params.get(key))]
@@ -299,12 +372,23 @@ def plot_params(view: PopulationView, colors: MemberColors | None = None) -> Fig
                 ys.append(ys[-1])
                 ax.step(xs, ys, where="post", color="black", ls="--", lw=1.4, zorder=5)
         positive = [v for v in values if v > 0]
-        if values and len(positive) == len(values) and (max(values) / min(values) > 20
-                                                         or "learning_rate" in key or key.endswith("lr")):
+        if (
+            values
+            and len(positive) == len(values)
+            and (max(values) / min(values) > 20 or "learning_rate" in key or key.endswith("lr"))
+        ):
             ax.set_yscale("log")
         ax.set_title(plain_label(names[key]), fontsize=10)
         if not values:
-            ax.text(0.5, 0.5, "no numeric values", ha="center", va="center", transform=ax.transAxes, color="#666666")
+            ax.text(
+                0.5,
+                0.5,
+                "no numeric values",
+                ha="center",
+                va="center",
+                transform=ax.transAxes,
+                color="#666666",
+            )
         ax.xaxis.set_major_formatter(_fmt_frames)
         ax.grid(alpha=0.3)
         ax.tick_params(labelsize=8)
@@ -312,8 +396,16 @@ def plot_params(view: PopulationView, colors: MemberColors | None = None) -> Fig
         axes[j // ncols][j % ncols].set_visible(False)
     extra = []
     if schedule is not None:
-        extra = [Line2D([], [], color="black", ls="--", lw=1.4,
-                        label=f"best member {best}'s lineage\nschedule (replay frames)")]
+        extra = [
+            Line2D(
+                [],
+                [],
+                color="black",
+                ls="--",
+                lw=1.4,
+                label=f"best member {best}'s lineage\nschedule (replay frames)",
+            )
+        ]
     _legend(axes[0][ncols - 1], colors, extra)
     for ax in axes[-1]:
         ax.set_xlabel("env frames")

@@ -166,8 +166,10 @@ def load_population(
     if num_policies is not None:
         missing = [m for m in range(num_policies) if m not in member_dirs]
         if missing:
-            notes.append(f"population.json says {num_policies} members; no folder yet for "
-                         + ", ".join(f"{m:03d}" for m in missing))
+            notes.append(
+                f"population.json says {num_policies} members; no folder yet for "
+                + ", ".join(f"{m:03d}" for m in missing)
+            )
         outside = [m for m in member_dirs if m >= num_policies]
         if outside:
             notes.append(f"member folders outside 0..{num_policies - 1}: {outside}")

@@ -173,13 +173,20 @@ def lineage_segments(
     """Follow ``member``'s weights back through exploits; the segments oldest first (replay_start filled)."""
     notes = notes if notes is not None else []
     history = histories.get(member) or []
-    end = history[-1].frames if history else max((e.frames or 0 for e in events if e.member == member), default=0)
+    end = (
+        history[-1].frames
+        if history
+        else max((e.frames or 0 for e in events if e.member == member), default=0)
+    )
     backwards: list[tuple[int, int, int, LineageEvent | None]] = []
     current, seen = member, 0
     limit = len(events) + 1
     while True:
-        exploits = [e for e in _events_of(events, current)
-                    if e.event == "exploit" and (e.frames or 0) <= end and e.source is not None]
+        exploits = [
+            e
+            for e in _events_of(events, current)
+            if e.event == "exploit" and (e.frames or 0) <= end and e.source is not None
+        ]
         if not exploits or seen >= limit:
             if seen >= limit:
                 notes.append(f"lineage of member {member} loops; cut after {limit} exploits")
@@ -195,8 +202,10 @@ def lineage_segments(
         if src_frames is None:
             src_frames = _frames_at_iteration(histories.get(source) or [], src_iter)
         if src_frames is None:
-            notes.append(f"no metadata of member {source} at iteration {src_iter} (copied by member "
-                         f"{current} at frame {start}); assuming frame {start}")
+            notes.append(
+                f"no metadata of member {source} at iteration {src_iter} (copied by member "
+                f"{current} at frame {start}); assuming frame {start}"
+            )
             src_frames = start
         current, end, seen = source, src_frames, seen + 1
     segments: list[Segment] = []
@@ -218,13 +227,15 @@ def build_schedule(
     points: list[SchedulePoint] = []
     for seg in segments:
         if seg.member not in timelines:
-            timelines[seg.member] = member_timeline(histories.get(seg.member) or [], [
-                e for e in events if e.member == seg.member])
+            timelines[seg.member] = member_timeline(
+                histories.get(seg.member) or [], [e for e in events if e.member == seg.member]
+            )
         timeline = timelines[seg.member]
         first_reason = "start" if seg.via is None else "exploit"
         candidates = [(seg.start_frames, _params_at(timeline, seg.start_frames), first_reason)]
-        candidates += [(p.frames, p.params, p.reason) for p in timeline
-                       if seg.start_frames < p.frames < seg.end_frames]
+        candidates += [
+            (p.frames, p.params, p.reason) for p in timeline if seg.start_frames < p.frames < seg.end_frames
+        ]
         for frames, params, reason in candidates:
             replay = seg.replay_start + frames - seg.start_frames
             if points and points[-1].params == params:

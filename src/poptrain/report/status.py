@@ -79,21 +79,23 @@ def status_rows(view: PopulationView) -> list[StatusRow]:
         if meta is None:
             rows.append(StatusRow(member, math.nan, None, None, None, {}, 0, 0, None, "no data", None, ""))
             continue
-        rows.append(StatusRow(
-            member=member,
-            objective=float(meta.objective),
-            rank=None,
-            iteration=meta.iteration,
-            frames=meta.frames,
-            params=dict(meta.params),
-            restarts=meta.restarts,
-            exploits=meta.exploits,
-            last_seen_s=max(0.0, view.now - meta.time),
-            state=view.state(member),
-            parent=dict(meta.parent) if meta.parent else None,
-            experiment=meta.experiment,
-            **_window_fields(meta),
-        ))
+        rows.append(
+            StatusRow(
+                member=member,
+                objective=float(meta.objective),
+                rank=None,
+                iteration=meta.iteration,
+                frames=meta.frames,
+                params=dict(meta.params),
+                restarts=meta.restarts,
+                exploits=meta.exploits,
+                last_seen_s=max(0.0, view.now - meta.time),
+                state=view.state(member),
+                parent=dict(meta.parent) if meta.parent else None,
+                experiment=meta.experiment,
+                **_window_fields(meta),
+            )
+        )
     # one order for the engine, status, the report and best/ (pbt.ranking): stale members after every other one
     ranks = {member: i + 1 for i, member in enumerate(view.ranking())}
     rows = [StatusRow(**{**r.__dict__, "rank": ranks.get(r.member)}) for r in rows]
@@ -142,8 +144,10 @@ def verdict(rows: list[StatusRow]) -> str:
     spread = f"spread {min(values):.4g}..{max(values):.4g}"
     if len(values) > 1:
         spread += f" (std {statistics.pstdev(values):.3g})"
-    return (f"best: member {best.member} objective {best.objective:.4g} at iteration {best.iteration}, "
-            f"{_frames(best.frames)} frames; {spread} over {len(ranked)} members; {states}")
+    return (
+        f"best: member {best.member} objective {best.objective:.4g} at iteration {best.iteration}, "
+        f"{_frames(best.frames)} frames; {spread} over {len(ranked)} members; {states}"
+    )
 
 
 def _state_counts(rows: list[StatusRow]) -> str:
@@ -235,10 +239,24 @@ def render(view: PopulationView, rows: list[StatusRow] | None = None) -> Group:
     names = short_keys(keys)
     # every cell, header and title is a Text built from shown(): workspace content (keys, values, paths) is
     # untrusted, and a plain str cell is parsed as rich markup ("[/x]" raised MarkupError)
-    table = Table(title=Text(shown(f"PBT population  {view.root}", 400)), title_justify="left",
-                  header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False)
-    for header in ("#", "member", "objective", "iter", "frames", *[names[k] for k in keys],
-                   "rst/exp", "parent", "seen"):
+    table = Table(
+        title=Text(shown(f"PBT population  {view.root}", 400)),
+        title_justify="left",
+        header_style="bold",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+    )
+    for header in (
+        "#",
+        "member",
+        "objective",
+        "iter",
+        "frames",
+        *[names[k] for k in keys],
+        "rst/exp",
+        "parent",
+        "seen",
+    ):
         table.add_column(Text(shown(header, 60)), justify="right", no_wrap=True)
     table.add_column("state", no_wrap=True)
     for r in rows:
@@ -253,8 +271,11 @@ def render(view: PopulationView, rows: list[StatusRow] | None = None) -> Group:
             "—" if not r.parent else f"{int(r.parent['member']):03d}@{r.parent.get('iteration')}",
             _ago(r.last_seen_s),
         ]
-        table.add_row(*[Text(shown(c, 60)) for c in cells], Text(r.state, style=STATE_STYLE.get(r.state, "")),
-                      style="bold" if r.rank == 1 else None)
+        table.add_row(
+            *[Text(shown(c, 60)) for c in cells],
+            Text(r.state, style=STATE_STYLE.get(r.state, "")),
+            style="bold" if r.rank == 1 else None,
+        )
     parts: list[Any] = [table, Text(shown(verdict(rows), 1000), style="bold")]
     for note in view.notes + waiting_notes(view):
         parts.append(Text(shown(f"note: {note}", 1000), style="yellow"))

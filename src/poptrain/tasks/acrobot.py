@@ -77,7 +77,9 @@ class Acrobot(VecTask):
 
     def __init__(self, cfg: dict[str, Any], num_envs: int, device: str = "cpu", seed: int = 0):
         env = cfg.get("env", cfg)
-        self.spec = TaskSpec(num_obs=6, num_actions=1, max_episode_length=int(env.get("maxEpisodeLength", 500)))
+        self.spec = TaskSpec(
+            num_obs=6, num_actions=1, max_episode_length=int(env.get("maxEpisodeLength", 500))
+        )
         self.max_torque = float(env.get("maxTorque", 1.0))
         self.dt = float(env.get("dt", 0.2))
         self.success_height = float(env.get("successHeight", 1.0))

@@ -87,8 +87,10 @@ class LiveParamsMixin:
         for key, raw in values.items():
             param = self.live_params.get(key)
             if param is None:
-                problems.append(f"task.env.{key} cannot change while {type(self).__name__} runs "
-                                f"(live: {sorted(self.live_params) or 'none'})")
+                problems.append(
+                    f"task.env.{key} cannot change while {type(self).__name__} runs "
+                    f"(live: {sorted(self.live_params) or 'none'})"
+                )
                 continue
             try:
                 value = float(raw)
@@ -148,7 +150,9 @@ class VecTask(LiveParamsMixin, ABC):
         # env.spreadInitialProgress (issue 14): start each row's step counter at U{0..max_episode_length-1} on
         # reset(), as IsaacGymEnvs tasks randomize progress_buf, so time-limited episodes do not all end together.
         env = self.cfg.get("env", self.cfg)
-        self.spread_initial_progress = bool(env.get("spreadInitialProgress", False)) if isinstance(env, dict) else False
+        self.spread_initial_progress = (
+            bool(env.get("spreadInitialProgress", False)) if isinstance(env, dict) else False
+        )
 
     # ---- what a task implements -------------------------------------------------------------------
     @abstractmethod

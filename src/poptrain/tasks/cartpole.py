@@ -35,7 +35,9 @@ class Cartpole(VecTask):
 
     def __init__(self, cfg: dict[str, Any], num_envs: int, device: str = "cpu", seed: int = 0):
         env = cfg.get("env", cfg)
-        self.spec = TaskSpec(num_obs=4, num_actions=1, max_episode_length=int(env.get("maxEpisodeLength", 500)))
+        self.spec = TaskSpec(
+            num_obs=4, num_actions=1, max_episode_length=int(env.get("maxEpisodeLength", 500))
+        )
         self.reset_dist = float(env.get("resetDist", 3.0))
         self.max_push_effort = float(env.get("maxEffort", 10.0))
         self.dt = float(env.get("dt", 0.02))

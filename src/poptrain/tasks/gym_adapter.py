@@ -95,7 +95,9 @@ class GymTask:
         max_steps = probe.spec.max_episode_steps if probe.spec is not None else None
         probe.close()
         if not isinstance(obs_space, gym.spaces.Box):
-            raise ConfigError(f"{self.env_id}: observation space {obs_space} is not a Box; only Box is supported")
+            raise ConfigError(
+                f"{self.env_id}: observation space {obs_space} is not a Box; only Box is supported"
+            )
         if not isinstance(act_space, (gym.spaces.Box, gym.spaces.Discrete)):
             raise ConfigError(f"{self.env_id}: action space {act_space} is neither Box nor Discrete")
         self.discrete = isinstance(act_space, gym.spaces.Discrete)
@@ -138,7 +140,9 @@ class GymTask:
 
     # ---- the contract ----------------------------------------------------------------------------
     def _to_obs(self, obs: np.ndarray) -> torch.Tensor:
-        return torch.as_tensor(np.asarray(obs, dtype=np.float32).reshape(self.num_envs, -1), device=self.device)
+        return torch.as_tensor(
+            np.asarray(obs, dtype=np.float32).reshape(self.num_envs, -1), device=self.device
+        )
 
     def reset(self) -> dict[str, torch.Tensor]:
         """Reset every env (seeded with ``seed`` on the first call: sub-env i gets seed + i)."""

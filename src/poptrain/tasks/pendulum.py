@@ -47,7 +47,9 @@ class Pendulum(VecTask):
 
     def __init__(self, cfg: dict[str, Any], num_envs: int, device: str = "cpu", seed: int = 0):
         env = cfg.get("env", cfg)
-        self.spec = TaskSpec(num_obs=3, num_actions=1, max_episode_length=int(env.get("maxEpisodeLength", 200)))
+        self.spec = TaskSpec(
+            num_obs=3, num_actions=1, max_episode_length=int(env.get("maxEpisodeLength", 200))
+        )
         self.max_torque = float(env.get("maxTorque", 2.0))
         self.max_speed = float(env.get("maxSpeed", 8.0))
         self.dt = float(env.get("dt", 0.05))

@@ -327,7 +327,9 @@ def register_backend(cls: type[Backend]) -> type[Backend]:
     if not re.fullmatch(r"[a-z][a-z0-9_]*", cls.name):
         raise TypeError(f"{cls.__qualname__}.name {cls.name!r}: valid: lower-case letters, digits, _")
     known = _REGISTRY.get(cls.name)
-    if known is not None and known.__qualname__ != cls.__qualname__:  # a re-imported module may register again
+    if (
+        known is not None and known.__qualname__ != cls.__qualname__
+    ):  # a re-imported module may register again
         raise TypeError(f"--backend {cls.name} is registered twice: {known.__module__} and {cls.__module__}")
     _REGISTRY[cls.name] = cls
     return cls

@@ -505,7 +505,9 @@ class SlurmBackend(CliJobBackend):
         return stdout.strip().split(";")[0]  # --parsable prints "<id>[;<cluster>]"
 
     def submit_failure(self, r: RenderedJob, proc: subprocess.CompletedProcess[str]) -> str:
-        return f"sbatch {r.path} failed (exit {proc.returncode}): {proc.stderr.strip() or proc.stdout.strip()}"
+        return (
+            f"sbatch {r.path} failed (exit {proc.returncode}): {proc.stderr.strip() or proc.stdout.strip()}"
+        )
 
     def after_submit(self, jobs: list[Job], errors: list[str]) -> None:
         self._write_records()
