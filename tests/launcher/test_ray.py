@@ -454,3 +454,36 @@ def test_a_slot_that_cannot_start_fails_the_members_with_its_error(ray_cluster: 
         assert s.reason.startswith("the Ray slot actor could not start on its node"), s.reason
         assert "poptrain is broken on this node" in s.reason, s.reason
     assert not any((Path(p.output_dir) / "argv.json").exists() for p in planned)
+
+
+@pytest.mark.ray
+@pytest.mark.timeout(240)
+def test_a_member_queued_behind_a_long_one_moves_to_a_slot_that_went_idle(
+    ray_cluster: str, tmp_path: Path
+) -> None:
+    # 2 slots (1 CPU each of the 2-CPU head), 4 members: each slot gets one to run and one queued behind it.
+    # Member 0 runs for 600 s; member 2, queued behind it, must not wait for it once the other slot is idle.
+    backend = RayBackend(
+        address=ray_cluster,
+        runtime_env=ray_runtime_env(),
+        cpus_per_job=1,
+        poll_interval_s=0.1,
+        kill_grace_s=3,
+    )
+    combos = [{"i": 0, "sleep": 600}] + [{"i": i, "sleep": 0.2} for i in (1, 2, 3)]
+    planned = list(child_run("behind", combos).plan(str(tmp_path / "train")))
+    try:
+        backend.submit(backend.render(planned))
+        _wait_for(
+            lambda: [s.state for s in backend.poll()] == [JobState.RUNNING] + [JobState.COMPLETED] * 3,
+            120,
+            "members 1-3 to complete while member 0 runs",
+        )
+        records = [_read_json(Path(p.output_dir) / "ray_attempt.json") for p in planned]
+        # member 2 ran in the other slot, once (the call taken back counted neither a restart nor an attempt)
+        assert records[2]["worker_pid"] != records[0]["worker_pid"], records
+        assert records[2]["attempt"] == 1 and backend.poll()[2].restarts == 0
+        assert (Path(planned[2].output_dir) / "log.txt").read_text().count("[launcher] attempt 1/1") == 1
+    finally:
+        backend.cancel()
+    assert backend.poll()[0].state is JobState.CANCELLED
