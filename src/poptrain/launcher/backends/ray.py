@@ -3,7 +3,8 @@
 The launcher starts one long-lived Ray actor per slot (:class:`SlotActor`; as many slots as experiments, at
 most what the cluster's nodes hold), each asking ``--ray_cpus_per_job`` CPUs and ``--ray_gpus_per_job`` GPUs
 for its whole life: Ray picks the node and the GPUs. Once the slots are up, the launcher hands each idle
-slot the next queued experiment; the slot (:func:`run_member`, on the node) starts the experiment's argv
+slot the next queued experiment, and, while experiments wait, one more to hold behind it (taken back for a
+slot that goes idle once none wait); the slot (:func:`run_member`, on the node) starts the experiment's argv
 exactly as given, as a child in its own session, with
 
 - the node's environment (the Ray worker's, plus ``env_vars`` of ``--ray_runtime_env``), the experiment's
