@@ -8,10 +8,14 @@
 2. Runs ``--jobs`` short jobs (``sh -c 'date; sleep S; date'``) on each of ``--backends`` and reports
    slot utilisation = sum of the jobs' own start-to-end times / (slots x time from the first job's start to
    the last job's end). Each job prints its own start and end clock, so scheduling gaps count as idle.
-   Slots: processes ``--max_parallel``; ray ``--max_parallel`` too (each task asks
+   Slots: processes ``--max_parallel``; ray ``--max_parallel`` too (each slot actor asks
    ``node CPUs / max_parallel`` CPUs of the head of scripts/ray-local.sh); slurm one per CPU of the local
    node (scripts/slurm-local.sh; a job asks 1 CPU, the least it can). Target: >= 95 %.
-   Also per backend: submit latency (the ``submit`` call / jobs) and the first job's start after submit.
+   Also per backend: submit latency (the ``submit`` call / jobs), the first job's start after submit
+   (ray: starting the slot actors, which the launcher does before it dispatches the first job), and the
+   end-to-end time from submit to the last job's end, which counts that start-up too, and the median / p90
+   job transition (a job's end to the next job's start in the slot it freed: the k-th end is paired with
+   the (slots + k)-th start, which holds while every slot is busy).
 """
 
 from __future__ import annotations
@@ -66,6 +70,10 @@ class SlotResult:
     """The backend's submit() call divided by the jobs."""
     first_start_s: float
     """From calling submit() to the first job's own start clock."""
+    end_to_end_s: float
+    """From calling submit() to the last job's own end clock (start-up included)."""
+    transition_ms: tuple[float, float]
+    """Median and p90 of the gap between a job's end and the start of the job that took its slot."""
 
 
 def bench_slots(backend: Backend, slots: int, train_dir: str, jobs: int, job_s: float) -> SlotResult:
@@ -93,7 +101,13 @@ def bench_slots(backend: Backend, slots: int, train_dir: str, jobs: int, job_s: 
     busy = sum(end - start for start, end in spans)
     first = min(start for start, _ in spans)
     wall = max(end for _, end in spans) - first
-    return SlotResult(busy / (slots * wall), wall, submit_s / jobs, first - submitted_at)
+    last = max(end for _, end in spans)
+    starts, ends = sorted(s for s, _ in spans), sorted(e for _, e in spans)
+    gaps = sorted((start - end) * 1000 for start, end in zip(starts[slots:], ends, strict=False)) or [0.0]
+    transition = (gaps[len(gaps) // 2], gaps[int(len(gaps) * 0.9)])
+    return SlotResult(
+        busy / (slots * wall), wall, submit_s / jobs, first - submitted_at, last - submitted_at, transition
+    )
 
 
 def make_backend(name: str, max_parallel: int, tmp: str, ray_address: str) -> tuple[Backend, int]:
@@ -140,7 +154,9 @@ def main() -> None:
             print(
                 f"{name:9s} slot utilisation {r.utilisation * 100:5.1f} % ({args.jobs} jobs of {args.job_s} s, "
                 f"{slots} slots; wall {r.wall_s:.2f} s vs ideal {ideal:.2f} s); submit "
-                f"{r.submit_s_per_job * 1000:.2f} ms/job; first job started {r.first_start_s:.2f} s after submit",
+                f"{r.submit_s_per_job * 1000:.2f} ms/job; first job started {r.first_start_s:.2f} s after submit; "
+                f"submit to last end {r.end_to_end_s:.2f} s; transition median {r.transition_ms[0]:.1f} ms, "
+                f"p90 {r.transition_ms[1]:.1f} ms",
                 flush=True,
             )
 

@@ -1,8 +1,11 @@
-"""Run each experiment as a Ray task on a Ray cluster (``--backend ray``; needs ``pip install 'poptrain[ray]'``).
+"""Run the experiments on a Ray cluster (``--backend ray``; needs ``pip install 'poptrain[ray]'``).
 
-One Ray task per experiment, asking ``--ray_cpus_per_job`` CPUs and ``--ray_gpus_per_job`` GPUs: Ray picks
-the node and the GPUs, and queues what does not fit. The task (:func:`run_member`, on the node) starts the
-experiment's argv exactly as given, as a child in its own session, with
+The launcher starts one long-lived Ray actor per slot (:class:`SlotActor`; as many slots as experiments, at
+most what the cluster's nodes hold), each asking ``--ray_cpus_per_job`` CPUs and ``--ray_gpus_per_job`` GPUs
+for its whole life: Ray picks the node and the GPUs. Once the slots are up, the launcher hands each idle
+slot the next queued experiment, and, while experiments wait, one more to hold behind it (taken back for a
+slot that goes idle once none wait); the slot (:func:`run_member`, on the node) starts the experiment's argv
+exactly as given, as a child in its own session, with
 
 - the node's environment (the Ray worker's, plus ``env_vars`` of ``--ray_runtime_env``), the experiment's
   ``env_vars``, ``POPTRAIN_LAUNCH_ATTEMPT=<n>`` and ``CUDA_VISIBLE_DEVICES`` set to the GPUs Ray assigned;
@@ -10,22 +13,25 @@ experiment's argv exactly as given, as a child in its own session, with
 - ``<output_dir>/ray_attempt.json`` (attempt, node, pids) written when it starts, which is how the launcher
   sees it running and how tests find the child's pid.
 
-With ``--ray_wait`` the launcher is the Ray driver that owns the tasks: it watches them (the live table), and
-Ctrl-C / SIGTERM cancels every task; a cancelled task stops its child's process group (SIGTERM, SIGKILL after
-``kill_grace_s``) before it ends, on whatever node it runs. Ray ends a driver's tasks when the driver exits,
-so without ``--ray_wait`` the launcher does not submit the tasks itself: it submits *itself* (the same
-arguments plus ``--ray_wait --ray_address auto``) as a Ray job through the head's job API and returns; that
-job's driver, on the head, owns the members (``ray job logs -f ID``; ``ray job stop ID`` cancels them).
+A slot with nothing left to run is stopped, so the cluster gets its resources back.
 
-Faults: a child that exits non-zero, and a task whose worker or node died (Ray's WorkerCrashedError /
-NodeDiedError / ...), are started again, up to ``--max_restarts`` times; Ray places the new task on a node
-that is alive. A PBT member started again resumes from its own newest checkpoint in the workspace.
-The child carries PR_SET_PDEATHSIG=SIGKILL: when the worker that started it dies, the child dies too, so a
-member never runs twice.
+With ``--ray_wait`` the launcher is the Ray driver that owns the slots: it watches them (the live table), and
+Ctrl-C / SIGTERM cancels every member: the launcher writes a cancel marker the slot polls twice a second, and
+the slot stops its child's process group (SIGTERM, SIGKILL after ``kill_grace_s``) on whatever node it runs.
+Ray ends a driver's actors when the driver exits, so without ``--ray_wait`` the launcher does not start the
+slots itself: it submits *itself* (the same arguments plus ``--ray_wait --ray_address auto``) as a Ray job
+through the head's job API and returns; that job's driver, on the head, owns the members (``ray job logs -f
+ID``; ``ray job stop ID`` cancels them).
+
+Faults: a child that exits non-zero is started again, up to ``--max_restarts`` times. A slot whose worker or
+node died (Ray's ActorDiedError) is replaced by a new actor, which Ray places on a node that is alive, and
+the member it was running counts a restart and starts again. A PBT member started again resumes from its own
+newest checkpoint in the workspace. The child carries PR_SET_PDEATHSIG=SIGKILL: when the slot's worker dies,
+the child dies too, so a member never runs twice.
 
 Shared filesystem: every member reads and writes the workspace under train_dir, so train_dir must be the
 same folder on every node. Before submitting, the launcher writes a random token to
-``<experiment_dir>/.poptrain-ray-probe``; each task checks it on its node before starting anything, and a
+``<experiment_dir>/.poptrain-ray-probe``; each slot checks it on its node before starting a member, and a
 mismatch stops the whole population with one error naming the node and the path.
 
 Only this module imports ray, and only when a cluster is needed (submit), so render / --ray_print_only work
@@ -49,6 +55,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
@@ -74,17 +81,17 @@ from poptrain.launcher.run_description import PlannedExperiment
 log = logging.getLogger(__name__)
 
 ATTEMPT_NAME = "ray_attempt.json"
-"""Written by the task into the experiment's output_dir when its child starts."""
+"""Written by the slot into the experiment's output_dir when the member's child starts."""
 PROBE_NAME = ".poptrain-ray-probe"
 """The shared-filesystem probe the launcher writes into every experiment_dir."""
 CANCEL_NAME = ".poptrain-ray-cancel"
-"""Written by the launcher into an experiment's output_dir on cancel, holding that launch's probe token: the task
+"""Written by the launcher into an experiment's output_dir on cancel, holding that launch's probe token: the slot
 polls it twice a second and stops its child's process group at once. Ray's own cooperative cancel took 18 s at
 load ~5 here and over 35 s under heavier load, after which a forced cancel left grandchildren behind."""
 
 
 class _CancelRequested(Exception):
-    """The launcher asked this task to stop (CANCEL_NAME holds this launch's token)."""
+    """The launcher asked this member to stop (CANCEL_NAME holds this launch's token)."""
 
 
 def _cancel_requested(path: str, token: str) -> bool:
@@ -196,6 +203,16 @@ def _node_ip() -> str:
         return socket.gethostname()
 
 
+def _withdrawn() -> bool:
+    """True when the launcher cancelled this actor call (ray.cancel) before it got here."""
+    try:
+        import ray
+
+        return bool(ray.get_runtime_context().is_canceled())
+    except Exception:  # outside a Ray actor (tests of the pure parts)
+        return False
+
+
 def probe_error(probe_path: str, token: str, node: str) -> str:
     """'' when ``probe_path`` holds ``token`` here, else the one error the launcher reports."""
     try:
@@ -213,17 +230,25 @@ def probe_error(probe_path: str, token: str, node: str) -> str:
 
 
 def run_member(spec: dict[str, Any]) -> dict[str, Any]:
-    """The body of one Ray task: check the shared filesystem, run the child, report how it ended.
+    """One attempt of one member, in a slot actor: check the shared filesystem, run the child, report how it ended.
 
-    Returns ``{"kind": "exit", "code": N, "node": ip}`` or ``{"kind": "not_shared", "error": ..., "node": ip}``.
-    On cancellation (Ray raises KeyboardInterrupt in this thread) the child's process group gets SIGTERM,
-    then SIGKILL after ``spec["kill_grace_s"]``, and the interrupt propagates.
+    Returns ``{"kind": "exit", "code": N, "node": ip}``, ``{"kind": "not_shared", "error": ..., "node": ip}``,
+    ``{"kind": "withdrawn", "node": ip}`` (the launcher took the call back before it started anything), or
+    ``{"kind": "cancelled", "node": ip}`` once the launcher's cancel marker (CANCEL_NAME) appeared: then the
+    child's process group got SIGTERM, and SIGKILL after ``spec["kill_grace_s"]``. Any other exception in
+    this thread stops the child's group the same way and propagates.
     """
     entered = time.time()
     node = _node_ip()
     error = probe_error(spec["probe_path"], spec["probe_token"], node)
     if error:
         return {"kind": "not_shared", "error": error, "node": node}
+    # a call queued behind another member may be withdrawn or cancelled just as it starts: start nothing
+    if _withdrawn():
+        return {"kind": "withdrawn", "node": node}
+    cancel_path = os.path.join(os.path.dirname(spec["log_path"]), CANCEL_NAME)
+    if _cancel_requested(cancel_path, spec["probe_token"]):
+        return {"kind": "cancelled", "node": node}
 
     env = dict(os.environ)
     env.update(spec["env_vars"])
@@ -268,21 +293,19 @@ def run_member(spec: dict[str, Any]) -> dict[str, Any]:
         "pid": child.pid,
         "worker_pid": os.getpid(),
         "started": time.time(),
-        "entered": entered,  # when the task body began: started - entered is the task's own startup cost
+        "entered": entered,  # when the slot's run began: started - entered is the slot's own startup cost
     }
     # The launcher's atomic_write (temp + os.replace), as the slurm backend's records: poptrain.checkpoints'
     # imports torch, which would add seconds and ~300 MB to every Ray worker that runs a member.
     atomic_write(os.path.join(os.path.dirname(log_path), ATTEMPT_NAME), json.dumps(record))
     pidfd = _pidfd_open(child.pid)
-    cancel_path = os.path.join(os.path.dirname(log_path), CANCEL_NAME)
     try:
         while True:
             if _cancel_requested(cancel_path, spec["probe_token"]):
                 raise _CancelRequested(cancel_path)
-            # Short waits in Python, not one blocking waitpid, so that Ray's cancel (an exception raised in
-            # this thread between two bytecodes) gets through. A pidfd wakes us the moment the child exits;
-            # Popen.wait(timeout) polls with sleeps of up to 50 ms, which cost 5-10 % of the slot time of
-            # 0.5 s jobs in benchmarks/launcher.py.
+            # Short waits, not one blocking waitpid, so that the cancel marker is seen within 0.5 s. A pidfd
+            # wakes us the moment the child exits; Popen.wait(timeout) polls with sleeps of up to 50 ms,
+            # which cost 5-10 % of the slot time of 0.5 s jobs in benchmarks/launcher.py.
             if pidfd is not None:
                 select.select([pidfd], [], [], 0.5)
             try:
@@ -290,7 +313,7 @@ def run_member(spec: dict[str, Any]) -> dict[str, Any]:
                 break
             except subprocess.TimeoutExpired:
                 continue
-    except BaseException:
+    except BaseException as exc:
         _kill_group(child.pid, signal.SIGTERM)
         try:
             child.wait(timeout=spec["kill_grace_s"])
@@ -300,12 +323,54 @@ def run_member(spec: dict[str, Any]) -> dict[str, Any]:
         child.wait()
         with open(log_path, "ab") as logf:
             logf.write(f"[launcher] cancelled; process group {child.pid} stopped\n".encode())
+        if isinstance(exc, _CancelRequested):
+            # the slot actor lives on (the launcher retires it); the launcher expects this answer
+            return {"kind": "cancelled", "node": node}
         raise
     finally:
         if pidfd is not None:
             os.close(pidfd)
     _kill_group(child.pid, signal.SIGKILL)  # leftovers of a finished experiment are orphans
     return {"kind": "exit", "code": code, "node": node}
+
+
+class SlotActor:
+    """One slot of the cluster: a long-lived Ray actor (one worker process holding ``--ray_cpus_per_job`` CPUs
+    and ``--ray_gpus_per_job`` GPUs) that runs the members the launcher hands it, one after another, with
+    :func:`run_member`.
+
+    The launcher starts every slot before it dispatches the first member. A Ray task per member let Ray start
+    one worker per concurrent task on demand, two at a time on the 2-CPU dev head: the last of 4 came up
+    0.3-5.2 s after the first (benchmarks/RESULTS-ray.md), and each member paid a worker lease on top of its
+    round trip. An actor's method call goes straight to its process. Its GPUs (``ray.get_gpu_ids()``) are
+    the ones Ray assigned the actor, for its whole life.
+    """
+
+    def ready(self) -> dict[str, Any]:
+        """Answered once the actor's process is up (the launcher dispatches only to slots that answered)."""
+        return {"node": _node_ip(), "pid": os.getpid()}
+
+    def __init__(self) -> None:
+        self._turn = threading.Lock()
+
+    def run(self, spec: dict[str, Any]) -> dict[str, Any]:
+        """One attempt of one member (:func:`run_member`), after the member running here (if any) ended.
+
+        The actor runs two calls at once (max_concurrency 2): the running member's and the one queued behind
+        it, which waits here for its turn. Ray leaves a call queued behind a running one in a plain actor
+        untouched by ray.cancel until that one ends (minutes to hours); waiting here, it sees the cancel flag
+        (or the launcher's cancel marker) within 0.2 s and starts nothing.
+        """
+        cancel_path = os.path.join(os.path.dirname(spec["log_path"]), CANCEL_NAME)
+        while not self._turn.acquire(timeout=0.2):
+            if _withdrawn():
+                return {"kind": "withdrawn", "node": _node_ip()}
+            if _cancel_requested(cancel_path, spec["probe_token"]):
+                return {"kind": "cancelled", "node": _node_ip()}
+        try:
+            return run_member(spec)
+        finally:
+            self._turn.release()
 
 
 # ---- the launcher side ------------------------------------------------------------------------------
@@ -343,7 +408,9 @@ def _signal_exceptions_unwrapped() -> Iterator[None]:
 class _Member(Job):
     spec: dict[str, Any]
     ref: Any = None
-    """The running task's ObjectRef (None while queued or once terminal)."""
+    """The ObjectRef of the running attempt (its slot's ``run`` call; None while queued or once terminal)."""
+    slot: _Slot | None = None
+    """The slot running it (None while queued or once terminal)."""
     attempt: int = 0
     """The current attempt, 1-based (0 before the first submission)."""
     started_at: float = 0.0
@@ -351,17 +418,32 @@ class _Member(Job):
     runtime_before_s: float = 0.0
     """Seconds run by earlier attempts."""
     cancel_requested: bool = False
+    withdrawn: bool = False
+    """Its call queued behind another member on a slot was withdrawn for an idle slot (see _step)."""
+
+
+@dataclass
+class _Slot:
+    actor: Any
+    """The SlotActor handle."""
+    ready_ref: Any
+    """The ObjectRef of its ``ready()`` call until that answered, then None."""
+    member: _Member | None = None
+    """The member it is running (None: idle)."""
+    next: _Member | None = None
+    """The member queued behind it in the actor (its call already sent), which starts the moment the running
+    one ends, without waiting for the launcher."""
 
 
 @register_backend
 class RayBackend(Backend):
-    """One Ray task per experiment on an existing (or private) Ray cluster.
+    """Experiments run by long-lived slot actors (:class:`SlotActor`) on an existing (or private) Ray cluster.
 
     ``address``: ``auto`` / ``HOST:PORT`` / ``local`` (--ray_address). ``gpus_per_job``, ``cpus_per_job``: what
-    each task asks Ray for (fractions allowed). ``runtime_env``: Ray runtime_env of every task (and of the
+    each slot actor asks Ray for (fractions allowed). ``runtime_env``: Ray runtime_env of every slot (and of the
     launcher's Ray job without --ray_wait); ``runtime_env_source``: its file, shown by render.
-    ``max_restarts``: starts after a non-zero exit or a dead worker/node. ``pause_between``: seconds between two
-    task submissions. ``print_only``: --ray_print_only. ``cwd``: the members' working directory (default: the
+    ``max_restarts``: starts after a non-zero exit or a dead slot/node. ``pause_between``: seconds between two
+    members handed to slots. ``print_only``: --ray_print_only. ``cwd``: the members' working directory (default: the
     launcher's). ``poll_interval_s``: longest wait between two polls. ``kill_grace_s``: SIGTERM -> SIGKILL
     delay on cancel. ``wait``: --ray_wait (False: submit ``launcher_argv`` as a Ray job instead).
     """
@@ -369,6 +451,8 @@ class RayBackend(Backend):
     name = "ray"
     attached = False
     owns_jobs = True
+    slot_start_wait_s = 30.0
+    """Seconds the first member waits, after the first slot is up, for the others (see _dispatch)."""
 
     def __init__(
         self,
@@ -429,7 +513,16 @@ class RayBackend(Backend):
         self._last_submit = -float("inf")
         self._next_scan = 0.0
         self._remote: Any = None
+        """The SlotActor as a Ray actor class with this launch's resources (set by connect)."""
         self._ray: Any = None
+        self._slots: list[_Slot] = []
+        self._max_slots = 0
+        """How many slots the cluster's nodes hold (set by submit)."""
+        self._dispatching = False
+        """False until the first dispatch: every slot up, or slot_start_wait_s after the first one."""
+        self._first_ready_at = 0.0
+        self._setup_error = ""
+        """Why a slot actor could not start on its node (no slot is started again after one)."""
 
     @property
     def print_only(self) -> bool:
@@ -550,12 +643,17 @@ class RayBackend(Backend):
         options: dict[str, Any] = {
             "num_cpus": self.cpus_per_job,
             "num_gpus": self.gpus_per_job,
-            # Restarts are the launcher's (counted, logged, with a new attempt number), not Ray's.
-            "max_retries": 0,
+            # Restarts are the launcher's (counted, logged, with a new attempt number), and a dead slot is
+            # replaced by a new actor, not restarted by Ray.
+            "max_restarts": 0,
+            "max_task_retries": 0,
+            # the running member's call and the one queued behind it (SlotActor.run); Ray's pool threads
+            # live as long as the actor, so PR_SET_PDEATHSIG (per starting thread) still means "the slot died"
+            "max_concurrency": 2,
         }
         if self.runtime_env:
             options["runtime_env"] = self.runtime_env
-        self._remote = ray.remote(run_member).options(**options)
+        self._remote = ray.remote(SlotActor).options(**options)
 
     # ---- submit / observe ----
     def submit(self, rendered: Sequence[RenderedJob]) -> None:
@@ -585,20 +683,128 @@ class RayBackend(Backend):
             member = _Member(backend=self, rendered=r, status=JobStatus(name=r.name), spec=spec)
             self._members.append(member)
             self._queue.append(member)
-        self._submit_ready()
+        self._max_slots = max(1, min(len(self._members), self._cluster_slots()))
+        self._step()
 
-    def _submit_ready(self) -> None:
-        while self._queue:
-            if time.monotonic() - self._last_submit < self.pause_between:
+    def _cluster_slots(self) -> int:
+        """How many members the cluster's live nodes hold at once with this launch's resources per member.
+
+        At least one slot is started even when no node holds a member (Ray queues it: an autoscaler adds a
+        node, or the error shows in ``ray status``), as Ray queued the tasks of the earlier task-per-member design.
+        """
+        per_job = {"CPU": self.cpus_per_job, "GPU": self.gpus_per_job}
+        slots = 0
+        for node in self._ray.nodes():
+            if not node.get("Alive"):
+                continue
+            have = node.get("Resources") or {}
+            fits = [int(have.get(key, 0) / need + 1e-9) for key, need in per_job.items() if need > 0]
+            slots += min(fits) if fits else 0
+        return slots
+
+    def _step(self) -> None:
+        """Start and retire slots, notice the ones that came up, dispatch queued members to idle ones."""
+        ray = self._ray
+        pending = [slot for slot in self._slots if slot.ready_ref is not None]
+        if pending:
+            done, _ = ray.wait([s.ready_ref for s in pending], num_returns=len(pending), timeout=0)
+            answered = {id(ref) for ref in done}
+            for slot in pending:
+                if id(slot.ready_ref) not in answered:
+                    continue
+                try:
+                    ray.get(slot.ready_ref)
+                except ray.exceptions.RayError as exc:
+                    self._slots.remove(slot)
+                    if getattr(exc, "actor_init_failed", False) or isinstance(
+                        exc, ray.exceptions.RuntimeEnvSetupError
+                    ):
+                        # the same on every start (poptrain not importable there, a bad runtime_env): no retry
+                        text = _ANSI.sub("", str(exc)).strip().splitlines()
+                        self._setup_error = (
+                            f"the Ray slot actor could not start on its node: {type(exc).__name__}: "
+                            f"{text[-1] if text else ''}"
+                        )[:400]
+                        log.error("%s", self._setup_error)
+                    continue  # else its node died while it started: another one is started below
+                slot.ready_ref = None
+                if not self._first_ready_at:
+                    self._first_ready_at = time.monotonic()
+        # one slot per member that waits or runs, up to what the cluster holds; none after a setup error
+        busy = sum(1 for slot in self._slots if slot.member is not None)
+        wanted = min(self._max_slots, busy + len(self._queue))
+        while not self._setup_error and len(self._slots) < wanted:
+            actor = self._remote.remote()
+            self._slots.append(_Slot(actor=actor, ready_ref=actor.ready.remote()))
+        if self._setup_error and not self._slots:
+            while self._queue:
+                member = self._queue.popleft()
+                member.status.state = JobState.FAILED
+                member.status.reason = self._setup_error
+        self._dispatch()
+        if self._queue:
+            return
+        idle = [s for s in self._slots if s.member is None and s.ready_ref is None]
+        for slot in self._slots:
+            # The queue ran dry: a member queued behind a running one (which may run for hours) is taken
+            # back for an idle slot. Ray drops an actor call that has not started; one that has just
+            # started sees the cancel flag before starting its child and answers "withdrawn".
+            if idle and slot.next is not None and not slot.next.withdrawn:
+                slot.next.withdrawn = True
+                self._ray.cancel(slot.next.ref)
+                idle.pop()
+        if any(m.withdrawn for m in self._members):
+            return  # the idle slots wait for the withdrawn members
+        # nothing left to hand out: free the cluster's resources (a restart starts a new slot)
+        for slot in [s for s in self._slots if s.member is None]:
+            self._retire(slot)
+
+    def _dispatch(self) -> None:
+        if not self._dispatching:
+            # Members start together once every slot is up: a population's members are compared at equal
+            # epochs, and Ray brings the workers up seconds apart under load (0.3-5.2 s for 4 on the dev
+            # machine). A slot Ray cannot place (the cluster is busy) holds them back slot_start_wait_s at most.
+            up = [slot for slot in self._slots if slot.ready_ref is None]
+            if not up:
                 return
-            member = self._queue.popleft()
-            member.attempt += 1
-            spec = dict(member.spec, attempt=member.attempt)
-            member.ref = self._remote.remote(spec)
-            self._last_submit = time.monotonic()
-            member.started_at = 0.0
-            member.status.state = JobState.PENDING
-            member.status.job_id = member.ref.task_id().hex()
+            if (
+                len(up) < len(self._slots)
+                and time.monotonic() < self._first_ready_at + self.slot_start_wait_s
+            ):
+                return
+            self._dispatching = True
+        # idle slots first; then, while members still wait, one more behind each running member: the actor
+        # starts it the moment the running one ends, while this launcher (niced, on a loaded node) may take
+        # tens of ms to hear of the end and answer (transition p90 58-96 ms at load 11-14 without it)
+        for ahead in (False, True):
+            for slot in self._slots:
+                if not self._queue:
+                    return
+                if slot.ready_ref is not None or (slot.member is not None) != ahead or slot.next is not None:
+                    continue
+                if time.monotonic() - self._last_submit < self.pause_between:
+                    return
+                member = self._queue.popleft()
+                member.attempt += 1
+                member.withdrawn = False
+                spec = dict(member.spec, attempt=member.attempt)
+                member.ref = slot.actor.run.remote(spec)
+                member.slot = slot
+                if ahead:
+                    slot.next = member
+                else:
+                    slot.member = member
+                self._last_submit = time.monotonic()
+                member.started_at = 0.0
+                member.status.state = JobState.PENDING
+                member.status.job_id = member.ref.task_id().hex()
+
+    def _retire(self, slot: _Slot) -> None:
+        """Stop a slot's actor (its worker process; a child still running dies with it: PR_SET_PDEATHSIG)."""
+        if slot in self._slots:
+            self._slots.remove(slot)
+        with contextlib.suppress(Exception):  # already dead
+            self._ray.kill(slot.actor, no_restart=True)
 
     def _attempt_record(self, member: _Member) -> dict[str, Any] | None:
         path = os.path.join(member.rendered.planned.output_dir, ATTEMPT_NAME)
@@ -616,20 +822,41 @@ class RayBackend(Backend):
                 return self._attempt_record(member)
         raise KeyError(name)
 
-    def _finish(self, member: _Member, result: dict[str, Any] | None, error: str) -> None:
+    def _finish(
+        self, member: _Member, result: dict[str, Any] | None, error: str, started: bool = True
+    ) -> None:
+        """Book the end of ``member``'s attempt; ``started``: False when its slot died before it started."""
         now = time.monotonic()
         if member.started_at:
             member.runtime_before_s += now - member.started_at
         member.status.runtime_s = member.runtime_before_s
         member.ref = None
+        slot = member.slot
+        if slot is not None:
+            if slot.member is member:
+                slot.member, slot.next = slot.next, None  # the queued one is running now
+            elif slot.next is member:
+                slot.next = None
+            member.slot = None
+        if (
+            member.withdrawn
+            and not member.cancel_requested
+            and (result is None or result["kind"] == "withdrawn")
+        ):
+            # taken back before it started (see _step): the same attempt on the next idle slot
+            member.withdrawn = False
+            member.attempt -= 1
+            self._queue.appendleft(member)
+            return
+        member.withdrawn = False
         if result is not None and result["kind"] == "not_shared":
             member.status.state = JobState.FAILED
             member.status.reason = result["error"]
             self.cancel()
             raise LaunchError(result["error"])
-        code = None if result is None else int(result["code"])
+        code = None if result is None or "code" not in result else int(result["code"])
         member.status.exit_code = code
-        if member.cancel_requested:
+        if member.cancel_requested or (result is not None and result["kind"] == "cancelled"):
             member.status.state = JobState.CANCELLED
             member.status.reason = "cancelled"
             return
@@ -638,6 +865,17 @@ class RayBackend(Backend):
             member.status.reason = ""
             return
         why = error or f"exit code {code}" + (f" ({result['error']})" if result and "error" in result else "")
+        if not started:
+            # nothing of this attempt ran: the same attempt again on another slot, no restart counted
+            member.attempt -= 1
+            with open(member.spec["log_path"], "ab") as logf:
+                logf.write(
+                    f"[launcher] {why} before the member started; it waits for another slot\n".encode()
+                )
+            member.status.state = JobState.PENDING
+            member.status.reason = f"waiting for a slot after {why}"
+            self._queue.appendleft(member)
+            return
         if member.status.restarts < self.max_restarts:
             member.status.restarts += 1
             with open(member.spec["log_path"], "ab") as logf:
@@ -656,7 +894,7 @@ class RayBackend(Backend):
     def _submit_launcher_job(self, rendered: Sequence[RenderedJob]) -> None:
         """Without --ray_wait: run this launcher (with --ray_wait) as a Ray job on the head, and return.
 
-        The job's driver owns the member tasks, so they outlive this process; ``ray job stop <id>`` sends it
+        The job's driver owns the slot actors, so they outlive this process; ``ray job stop <id>`` sends it
         SIGTERM, and it cancels every member first.
         """
         from ray.job_submission import JobSubmissionClient
@@ -687,11 +925,12 @@ class RayBackend(Backend):
             for member in running:
                 if id(member.ref) in done:
                     self._collect(member)
+        self._step()
         now = time.monotonic()
         # The files (ray_attempt.json, log tails) of every unfinished member are read at most once per
-        # poll_interval_s: pause() wakes this loop at every task end (8 a second with 4 slots of 0.5 s jobs),
-        # and 200 queued members meant 400 file opens per wake, CPU the 2-core dev machine's Ray workers
-        # then lacked between two jobs.
+        # poll_interval_s: pause() wakes this loop at every member's end (8 a second with 4 slots of 0.5 s
+        # jobs), and 200 queued members meant 400 file opens per wake, CPU the 2-core dev machine's Ray
+        # workers then lacked between two jobs.
         scan = now >= self._next_scan
         if scan:
             self._next_scan = now + self.poll_interval_s
@@ -705,7 +944,6 @@ class RayBackend(Backend):
                     member.status.state = JobState.RUNNING
             if member.started_at:
                 member.status.runtime_s = member.runtime_before_s + now - member.started_at
-        self._submit_ready()
         for member in self._members:
             if (member.ref is not None and scan) or (
                 member.status.state.terminal and not member.status.last_line
@@ -715,14 +953,25 @@ class RayBackend(Backend):
 
     def _collect(self, member: _Member) -> None:
         ray = self._ray
+        slot = member.slot
         try:
             result = ray.get(member.ref)
         except ray.exceptions.TaskCancelledError:
-            member.cancel_requested = True
-            self._finish(member, None, "cancelled")
+            self._finish(member, None, "withdrawn")  # a withdrawn (or cancelled) call that never started
+        except ray.exceptions.RayActorError as exc:
+            # The slot's worker or its node died (ActorDiedError): the child died with it (PR_SET_PDEATHSIG),
+            # so starting the member again cannot make a second copy of it. The dead slot is dropped and
+            # _step starts a new actor, which Ray places on a live node.
+            if slot is not None:
+                self._retire(slot)
+            lines = _ANSI.sub("", str(exc)).strip().splitlines()
+            first = lines[0] if lines else ""
+            # an attempt whose ray_attempt.json is there had started its child: that counts as a restart
+            started = self._attempt_record(member) is not None
+            self._finish(member, None, f"{type(exc).__name__}: {first}"[:300], started=started)
         except ray.exceptions.RayTaskError as exc:
-            # run_member itself raised on the node: a setup problem (poptrain not importable there, a bad
-            # runtime_env), the same on every attempt, so no restart.
+            # run_member itself raised on the node (e.g. the log folder cannot be written): the same on
+            # every attempt, so no restart. The slot lives on.
             cause = getattr(exc, "cause", None) or exc
             text = _ANSI.sub("", str(cause)).strip().splitlines()
             member.status.restarts = self.max_restarts
@@ -732,8 +981,9 @@ class RayBackend(Backend):
                 f"the Ray task failed on its node: {type(cause).__name__}: {text[-1] if text else ''}"[:400],
             )
         except ray.exceptions.RayError as exc:
-            # The worker or its node died (WorkerCrashedError, NodeDiedError, ...): the child died with it
-            # (PR_SET_PDEATHSIG), so starting it again cannot make a second copy of the member.
+            # anything else Ray reports about the call (an object lost with its node): drop that slot too
+            if slot is not None:
+                self._retire(slot)
             lines = _ANSI.sub("", str(exc)).strip().splitlines()
             first = lines[0] if lines else ""
             self._finish(member, None, f"{type(exc).__name__}: {first}"[:300])
@@ -741,10 +991,12 @@ class RayBackend(Backend):
             self._finish(member, result, "")
 
     def pause(self, seconds: float) -> None:
-        """Sleep until a task ends or ``seconds`` pass, so a finished member is seen (and replaced) at once."""
+        """Sleep until a member ends, a slot comes up, or ``seconds`` pass, so that a finished member is
+        seen (and its slot given the next one) at once."""
         if self._queue and self.pause_between > 0:
             seconds = min(seconds, max(0.0, self._last_submit + self.pause_between - time.monotonic()))
         refs = [m.ref for m in self._members if m.ref is not None]
+        refs += [slot.ready_ref for slot in self._slots if slot.ready_ref is not None]
         if refs and self._ray is not None:
             with _signal_exceptions_unwrapped():
                 self._ray.wait(refs, num_returns=1, timeout=seconds)
@@ -759,29 +1011,33 @@ class RayBackend(Backend):
         running = [m for m in self._members if m.ref is not None]
         for member in running:
             member.cancel_requested = True
-            # the task sees this within 0.5 s, whatever Ray's cancel latency (CANCEL_NAME)
+            if member.slot is not None and member.slot.next is member:
+                self._ray.cancel(member.ref)  # queued behind another: Ray drops it unstarted
+            # The member's run sees this within 0.5 s and stops its child's process group (SIGTERM, SIGKILL
+            # kill_grace_s later). Ray's own cancel interrupts only tasks, and took 18-35+ s under load here.
             marker = os.path.join(os.path.dirname(member.spec["log_path"]), CANCEL_NAME)
             try:
                 atomic_write(marker, str(member.spec["probe_token"]))
             except OSError as exc:
                 log.warning(
-                    "%s: cannot write the cancel marker %s (%s); relying on Ray's cancel",
+                    "%s: cannot write the cancel marker %s (%s); killing its slot",
                     member.status.name,
                     marker,
                     exc,
                 )
-            # force=False: Ray interrupts the task, which stops its child's process group and then ends;
-            # force=True would kill the worker and leave the job to the death signal alone.
-            self._ray.cancel(member.ref, force=False)
+                if member.slot is not None:
+                    self._retire(member.slot)
         deadline = time.monotonic() + self.kill_grace_s + 30
         for member in running:
             try:
                 self._ray.get(member.ref, timeout=max(0.1, deadline - time.monotonic()))
             except self._ray.exceptions.GetTimeoutError:
-                log.warning(
-                    "%s: its Ray task did not end after cancel; killing its worker", member.status.name
-                )
-                self._ray.cancel(member.ref, force=True)
-            except Exception:  # TaskCancelledError: the normal outcome
+                # its child dies with the slot's worker (PR_SET_PDEATHSIG), its own children may not
+                log.warning("%s: its slot did not stop it after cancel; killing the slot", member.status.name)
+                if member.slot is not None:
+                    self._retire(member.slot)
+            except Exception:  # the slot died meanwhile: so did the child
                 pass
             self._finish(member, None, "cancelled")
+        for slot in list(self._slots):
+            self._retire(slot)
