@@ -28,9 +28,10 @@ setup: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python -m poptrain.demo
 
-# Tests (what CI runs): lint, types, the fast suite.
+# Tests (what CI runs): lint, formatting, types, the fast suite.
 test: $(TEST_STAMP)
 	$(BIN)/ruff check src tests benchmarks scripts
+	$(BIN)/ruff format --check src tests benchmarks scripts
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 

@@ -913,7 +913,9 @@ class RayBackend(Backend):
         log.info("submitted as Ray job %s: ray job logs -f %s / ray job stop %s", job_id, job_id, job_id)
         for r in rendered:
             status = JobStatus(name=r.name, job_id=job_id, reason=f"in Ray job {job_id}")
-            self._members.append(_Member(backend=self, rendered=r, status=status, spec={"log_path": r.path or ""}))
+            self._members.append(
+                _Member(backend=self, rendered=r, status=status, spec={"log_path": r.path or ""})
+            )
 
     def poll(self) -> list[JobStatus]:
         if not self.attach:
