@@ -43,3 +43,26 @@ def test_the_launcher_writes_scripts_through_it_without_importing_torch(tmp_path
     probe = "import sys, poptrain.launcher.backends.slurm; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_an_exclusive_write_that_cannot_win_makes_no_temp_file_and_a_loser_whose_temp_vanished_is_told_so(
+    tmp_path,
+):
+    path = tmp_path / "population.json"
+    atomic_write(path, lambda f: f.write(b"first\n"), exclusive=True)
+    with pytest.raises(FileExistsError):
+        atomic_write(path, lambda f: f.write(b"second\n"), exclusive=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["population.json"]
+
+    other = tmp_path / "other.json"
+
+    def winner_appears_and_cleans_up(f):  # another process links its file and removes the losers' temp files
+        f.write(b"loser\n")
+        other.write_bytes(b"winner\n")
+        for leftover in tmp_path.glob(".other.json.*.tmp"):
+            leftover.unlink()
+
+    with pytest.raises(FileExistsError):
+        atomic_write(other, winner_appears_and_cleans_up, exclusive=True)
+    assert other.read_bytes() == b"winner\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["other.json", "population.json"]

@@ -45,6 +45,8 @@ def atomic_write(
     permission bits (default: mkstemp's 0600, owner only)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    if exclusive and path.exists():  # no temp file for a write that cannot win (a kill would leave it behind)
+        raise FileExistsError(errno.EEXIST, "exists", str(path))
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -64,6 +66,11 @@ def atomic_write(
         try:
             os.link(tmp, path)  # fails with FileExistsError when another process created it first
         except FileExistsError:
+            raise
+        except FileNotFoundError:
+            # the winner's clean-up (Workspace.ensure_population) removed this losing temp file: same outcome
+            if path.exists():
+                raise FileExistsError(errno.EEXIST, "exists", str(path)) from None
             raise
         except OSError as exc:
             if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP):

@@ -410,6 +410,26 @@ def test_ensure_population(tmp_path):
         ws.ensure_population(4)
 
 
+def test_a_member_killed_while_creating_the_population_file_leaves_nothing_behind(tmp_path):
+    """Killed between its temp file and the link (the chaos suite's write delay holds it there): the next member
+    creates the file and removes the dead one's temp file."""
+    code = f"from poptrain.pbt.workspace import Workspace; Workspace({str(tmp_path)!r}).ensure_population(4)"
+    env = {**os.environ, "POPTRAIN_CHAOS_WRITE_DELAY_S": "600"}
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env)
+    try:
+        deadline = time.monotonic() + 300  # generous: only a hang ends here
+        while not list(tmp_path.glob(".population.json.*.tmp")):
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert not (tmp_path / "population.json").exists()
+    Workspace(tmp_path).ensure_population(4)  # the next member creates it and removes the dead writer's temp
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["population.json"]
+    assert json.loads((tmp_path / "population.json").read_text())["num_policies"] == 4
+
+
 def _write_claim(ws: Workspace, member: int, text: str | None = None, **claim) -> None:
     """A newer claim generation with ``claim`` (or raw ``text``) in it, as another process would leave it."""
     d = ws.member_dir(member)

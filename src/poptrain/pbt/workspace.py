@@ -370,9 +370,16 @@ class Workspace:
         data = json.dumps({"num_policies": num_policies, "created": _time.time()}, sort_keys=True).encode()
         try:
             write_bytes(path, data, exclusive=True)
-            return
+            created = True
         except FileExistsError:
-            pass
+            created = False
+        # Members start together and all try to create the file; one killed between its temp file and the link
+        # leaves `.population.json.*.tmp` behind for good (the chaos suite found 2). Once the file exists every
+        # such temp file is a loser's (its link fails, atomic_write reads a vanished one as FileExistsError).
+        for leftover in path.parent.glob(f".{path.name}.*.tmp"):
+            leftover.unlink(missing_ok=True)
+        if created:
+            return
         try:
             existing = json.loads(path.read_bytes().decode("utf-8"))
             theirs = existing["num_policies"]
