@@ -868,28 +868,32 @@ class RayBackend(Backend):
         if not started:
             # nothing of this attempt ran: the same attempt again on another slot, no restart counted
             member.attempt -= 1
-            with open(member.spec["log_path"], "ab") as logf:
-                logf.write(
-                    f"[launcher] {why} before the member started; it waits for another slot\n".encode()
-                )
-            member.status.state = JobState.PENDING
-            member.status.reason = f"waiting for a slot after {why}"
-            self._queue.appendleft(member)
+            self._requeue(
+                member,
+                f"{why} before the member started; it waits for another slot",
+                f"waiting for a slot after {why}",
+            )
             return
         if member.status.restarts < self.max_restarts:
             member.status.restarts += 1
-            with open(member.spec["log_path"], "ab") as logf:
-                logf.write(
-                    f"[launcher] {why}; restart {member.status.restarts}/{self.max_restarts}\n".encode()
-                )
-            member.status.state = JobState.PENDING
-            member.status.reason = f"restarting after {why}"
-            self._queue.appendleft(member)
+            self._requeue(
+                member,
+                f"{why}; restart {member.status.restarts}/{self.max_restarts}",
+                f"restarting after {why}",
+            )
             return
         member.status.state = JobState.FAILED
         member.status.reason = why + (
             f" after {member.status.restarts} restart(s)" if member.status.restarts else ""
         )
+
+    def _requeue(self, member: _Member, line: str, reason: str) -> None:
+        """``member`` back at the head of the queue, pending with ``reason``; ``line`` goes to its log."""
+        with open(member.spec["log_path"], "ab") as logf:
+            logf.write(f"[launcher] {line}\n".encode())
+        member.status.state = JobState.PENDING
+        member.status.reason = reason
+        self._queue.appendleft(member)
 
     def _submit_launcher_job(self, rendered: Sequence[RenderedJob]) -> None:
         """Without --ray_wait: run this launcher (with --ray_wait) as a Ray job on the head, and return.
