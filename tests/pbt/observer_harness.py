@@ -112,8 +112,9 @@ def run_rounds(clock: Clock, members, rounds: int, hold: bool = False) -> None:
     """Every member steps one interval per round, in turn; ``hold`` keeps each objective at OBJECTIVES."""
     for _ in range(rounds):
         for i, o in enumerate(members):
-            if hold:
+            if hold:  # the scripted objective, also after an exploit (not the source's, see carried_source)
                 o.window.clear()
+                o.carried_source = None
                 o.carried_objective = OBJECTIVES[i]
             clock.t += GAP_S
             o.algo.frame += INTERVAL

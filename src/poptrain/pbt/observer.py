@@ -53,7 +53,14 @@ from poptrain.pbt.lineage import LineageEvent
 from poptrain.pbt.mutation import mutate
 from poptrain.pbt.params import PbtSettings, rule_choice
 from poptrain.pbt.restart import pop_restart_state, restart_argv, restart_process
-from poptrain.pbt.selection import Candidate, Decision, candidates_from_metas, decide, population_counts
+from poptrain.pbt.selection import (
+    Candidate,
+    Decision,
+    candidates_from_metas,
+    decide,
+    population_counts,
+    records_at,
+)
 from poptrain.pbt.selection import rank as rank_candidates
 from poptrain.pbt.workspace import MemberMeta, Workspace
 from poptrain.untrusted import is_number, safe_params, shown
@@ -98,6 +105,8 @@ class StartInfo:
                 setattr(start, name, type(default)(value))
         return start
 
+
+SYNCH_POLL_S = 0.2  # pbt.compare=synch: how often a member ahead re-reads the workspace
 
 _RESTART_FIELDS = (
     "iteration", "restarts", "exploits", "parent", "decision_time", "event", "objective", "bookkeeping_s",
@@ -318,6 +327,10 @@ class PbtAlgoObserver(AlgoObserver):
         )  # run_training returns this member's final result, trains nothing
         self.window: deque[float] = deque(maxlen=int(self.settings.objective_window))
         self._pending: list[torch.Tensor] = []
+        # After a hot-swap exploit, per env: its running episode began under the weights this member had before
+        # (True until that episode ends). Such an episode is not the copied weights' result, so it does not enter
+        # the window; until the copy has its own finished episodes the objective is the leader's (carried).
+        self._begun_before_copy: torch.Tensor | None = None
         self.nonfinite_objectives = 0
         self.next_frame: int | None = None
         self.algo: Any = None
@@ -326,6 +339,7 @@ class PbtAlgoObserver(AlgoObserver):
         self._process_s0 = float(start.process_s)
         self._t_init = time.perf_counter()
         self.last_objective = math.nan
+        self.synch_wait_s = 0.0  # seconds this process waited for members behind it (pbt.compare=synch)
         # Wall clock of every PBT decision and metadata time stamp (a test injects a fake one: staleness is
         # judged on wall time, and intervals that take hours must not need hours of test time).
         self.clock = time.time
@@ -338,6 +352,14 @@ class PbtAlgoObserver(AlgoObserver):
         # (the leader's after an exploit, the saved one after a restart/resume): episodes can be longer
         # than an interval, and an empty window must not read as "unknown" (NaN never ranks).
         self.carried_objective = float(start.objective)
+        # The member whose weights this member copied last (exploit): until this member has finished episodes of
+        # its own, its objective is that member's newest one, not the one it had when copied (which a population
+        # that learns fast leaves behind within an interval, so the copy would read as the worst and copy again).
+        self.carried_source: int | None = (
+            int(start.parent["member"])
+            if start.kind == "restart" and start.event == "exploit" and start.parent
+            else None
+        )
 
     # ---- rl_games hooks --------------------------------------------------------------------------
     def after_init(self, algo: Any) -> None:
@@ -357,7 +379,17 @@ class PbtAlgoObserver(AlgoObserver):
             self._log_restart_latency()
         if done_indices.numel():
             ids = done_indices.reshape(-1)
-            self._pending.append(self._objective_values(infos, ids).detach().float().reshape(-1))
+            values = self._objective_values(infos, ids).detach().float().reshape(-1)
+            if (
+                self._begun_before_copy is not None
+            ):  # drop episodes the copied weights did not play from the start
+                ids = ids.to(self._begun_before_copy.device)
+                mixed = self._begun_before_copy[ids]
+                self._begun_before_copy[ids] = False
+                values = values[~mixed.to(values.device)]
+                if not bool(self._begun_before_copy.any()):
+                    self._begun_before_copy = None
+            self._pending.append(values)
         self.bookkeeping_s += time.perf_counter() - t0
 
     def after_print_stats(self, frame: int, epoch_num: int, total_time: float) -> None:
@@ -417,6 +449,10 @@ class PbtAlgoObserver(AlgoObserver):
         self._flush_pending()
         if self.window:
             return float(sum(self.window) / len(self.window))
+        if self.carried_source is not None and self.algo is not None:
+            source = self.ws.record_at(self.carried_source, int(self.algo.frame))
+            if source is not None and math.isfinite(source.objective):
+                return float(source.objective)
         return self.carried_objective
 
     # ---- one PBT iteration ---------------------------------------------------------------------------
@@ -448,6 +484,7 @@ class PbtAlgoObserver(AlgoObserver):
                 "bookkeeping_s": round(self.bookkeeping_s, 6),
                 "process_s": round(self.process_s(), 6),
                 "interval_s": round(self.interval_s, 3),
+                "synch_wait_s": round(self.synch_wait_s, 3),
                 # iterations in a row without a possible decision, as of the previous iteration (poptrain status)
                 "waiting": {
                     "iterations": self.waiting,
@@ -483,7 +520,14 @@ class PbtAlgoObserver(AlgoObserver):
         now = self.clock()
         self._last_write = now
         population = self.ws.read_population(now=now, include_stale=True)  # selection judges staleness
-        candidates = candidates_from_metas(population.values(), now)
+        deciding = not (
+            frames < int(self.settings.initial_delay) or self._budget_spent(frames) or self._settling(frames)
+        )
+        judged, at = population, None  # what decisions compare; an exploit copies from ``population``
+        if deciding and self.settings.compare == "synch":
+            population, now = self._wait_for_peers(frames)
+            judged, at = records_at(population, self.ws.record_at, frames), frames
+        candidates = candidates_from_metas(judged.values(), now)
         ranked = rank_candidates(candidates, self.settings)
         rank = next((i for i, c in enumerate(ranked) if c.member == self.member), -1)
         self._scalar("pbt/objective", objective, frames)
@@ -491,23 +535,26 @@ class PbtAlgoObserver(AlgoObserver):
         self._scalar("pbt/restarts", self.restarts, frames)
         self._scalar("pbt/exploits", self.exploits, frames)
 
-        if frames < int(self.settings.initial_delay) or self._budget_spent(frames) or self._settling(frames):
+        if not deciding:
             self.ws.cleanup(self.member, keep_last=int(self.settings.keep_checkpoints))
             return
         decision = self.decide(candidates)
         self._track_waiting(decision.waiting, population_counts(candidates, self.settings), frames)
-        decision = search.noise_gate(decision, self.member, population, self.settings)
+        decision = search.noise_gate(decision, self.member, judged, self.settings)
         decision = search.signal_gate(
-            decision, population, self.ws, self.settings
+            decision, judged, self.ws, self.settings, at
         )  # issue 14: pbt.wait_for_signal
         log.info(
-            "PBT member %d iteration %d frames %d objective %.3f rank %d/%d: %s %s",
+            "PBT member %d iteration %d frames %d objective %.3f rank %d/%d%s: %s %s",
             self.member,
             self.iteration,
             frames,
             objective,
             rank,
             len(ranked),
+            ""
+            if at is None
+            else f" (every member at frame {at}, after waiting {self.synch_wait_s:.1f} s in all)",
             decision.action,
             decision.reason,
         )
@@ -516,6 +563,37 @@ class PbtAlgoObserver(AlgoObserver):
         elif decision.action == "mutate":
             self.mutate_own(frames)
         self.ws.cleanup(self.member, keep_last=int(self.settings.keep_checkpoints))
+
+    def _wait_for_peers(self, frames: int) -> tuple[dict[int, MemberMeta], float]:
+        """``pbt.compare: synch``: poll the workspace until no fresh, unfinished member is behind ``frames``; a
+        member that stops writing turns stale (``stale_after_s``, ``stale_interval_factor``) and is no longer
+        waited for, members that have never written are not waited for. Returns the population and the time
+        it was read. Members only ever wait for members behind them, so no two wait for each other."""
+        t0 = time.perf_counter()
+        said = False
+        while True:
+            now = self.clock()
+            population = self.ws.read_population(now=now, include_stale=True)
+            behind = sorted(
+                m
+                for m, meta in population.items()
+                if m != self.member
+                and meta.frames < frames
+                and not meta.finished
+                and not self.ws.is_stale(meta, now)
+            )
+            if not behind:
+                self.synch_wait_s += time.perf_counter() - t0
+                return population, now
+            if not said:
+                log.info(
+                    "PBT member %d: waiting at frame %d for members %s (pbt.compare=synch)",
+                    self.member,
+                    frames,
+                    behind,
+                )
+                said = True
+            time.sleep(SYNCH_POLL_S)
 
     def decide(self, candidates: list[Candidate]) -> Decision:
         """Keep, mutate or exploit at this iteration under ``settings.replace_rule`` (seeded per iteration)."""
@@ -632,7 +710,11 @@ class PbtAlgoObserver(AlgoObserver):
         if hot:
             self.algo.set_full_state_weights(state, set_epoch=False)
             self.window.clear()
+            self._pending.clear()
             self.carried_objective = float(leader.objective)
+            self.carried_source = leader.member
+            num_envs = int(getattr(self.algo, "num_actors", 0) or 0)
+            self._begun_before_copy = torch.ones(num_envs, dtype=torch.bool) if num_envs > 0 else None
             # the leader's optimizer state carries the leader's lr: re-apply every live key we track
             # (except keys the training loop overwrites: issue 14, search.dead_set)
             api.set_params(

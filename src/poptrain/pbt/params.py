@@ -39,7 +39,7 @@ from poptrain.overrides import lookup
 from poptrain.pbt.explore import EXPLORE_MODES, search_dims
 from poptrain.pbt.fields import as_number, check_fields, plain_defaults, setting
 from poptrain.pbt.mutation import MutationSpec, parse_spec
-from poptrain.pbt.selection import RULES
+from poptrain.pbt.selection import COMPARE_MODES, RULES
 
 EXPLOIT_PARAMS = ("leader", "mixed")
 INITIAL_MUTATION = ("except_first", "all", "none")
@@ -209,6 +209,13 @@ class PbtSettings:
         "ours: no decision (exploit or explore) until the population's objective has signal (noise.signal)",
     )
     pb2_kappa: float = setting(2.0, "PB2: UCB width, mean + kappa * std", lo=0.0)
+    compare: str = setting(
+        "latest",
+        "latest (IGE/ILab): rank every member by its newest objective, however far it has trained; synch (ours, "
+        "Ray Tune's synch): a member ahead waits for the fresh members behind it, then all are ranked at the same "
+        "frame count (all members must run at once: a queued member is not waited for, a stalled one until stale)",
+        choices=COMPARE_MODES,
+    )
 
     # -- derived --------------------------------------------------------------------------------------------
     @property

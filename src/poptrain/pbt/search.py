@@ -110,17 +110,22 @@ def noise_gate(
     )
 
 
-def signal_gate(decision: Decision, population: Mapping[int, Any], ws: Any, params: PbtSettings) -> Decision:
+def signal_gate(
+    decision: Decision, population: Mapping[int, Any], ws: Any, params: PbtSettings, at: int | None = None
+) -> Decision:
     """``pbt.wait_for_signal``: turn exploit / mutate into keep until ``noise.signal`` says the population's
     objective carries signal (z = ``noise_z``, or 2 when that is 0); each member's low is the lowest objective
-    of its metadata history in the workspace (its current one when it has none)."""
+    of its metadata history in the workspace (its current one when it has none), up to frame ``at`` when the
+    population is compared there (``pbt.compare: synch``: a later record is not known at that point)."""
     if not params.wait_for_signal or decision.action == "keep":
         return decision
     current, lows = [], []
     for member, meta in population.items():
         now = (float(meta.objective), _se(meta))
         finite = [
-            (float(h.objective), _se(h)) for h in ws.member_history(member) if math.isfinite(h.objective)
+            (float(h.objective), _se(h))
+            for h in ws.member_history(member)
+            if math.isfinite(h.objective) and (at is None or h.frames <= at)
         ]
         current.append(now)
         lows.append(min([*finite, now]) if math.isfinite(now[0]) else now)

@@ -22,6 +22,14 @@ registered there; its settings' fields become flat ``pbt.*`` config keys, defaul
 - ``quantile`` (Ray Tune): over the valid members (>= 2), q = ``ceil(n * quantile_fraction)`` capped at
   ``floor(n / 2)``; a member in the bottom q exploits a random member of the top q.
 
+Comparison point (``PbtSettings.compare``): ``latest`` (IsaacGymEnvs, Isaac Lab) ranks every member by its newest
+objective, however far each has trained. Members run at different speeds (start-up order, mixed hardware, a
+restart), so while the population learns fast a member that runs ahead compares its newer window with its
+peers' older ones and looks better than it is (PendulumGeneric: a member 3 intervals ahead ranked first while it
+learned slowest). ``synch`` (Ray Tune's ``synch``; our time-sliced slots always do this) makes a member that is
+ahead wait in the workspace for the fresh members behind it, then ranks every member by its record at the same
+frame count (``records_at``).
+
 When "mutate" (explore its own hyperparameters, keep its own weights) is returned: the member IS an
 underperformer under the rule, but no leader is worth copying: under ``fraction`` the drawn leader's lead is
 within the thresholds (IsaacGymEnvs' "replace with self"), under ``threshold`` no member clears the upper cut,
@@ -30,10 +38,11 @@ under ``quantile`` the drawn top member is not strictly better (all-equal object
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 import statistics
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -44,6 +53,8 @@ if TYPE_CHECKING:  # params imports this module's RULES
 from poptrain.pbt.ranking import interval_of, ranked, stale_limit_s
 
 Action = Literal["keep", "mutate", "exploit"]
+
+COMPARE_MODES = ("latest", "synch")
 
 
 @dataclass(frozen=True)
@@ -83,6 +94,31 @@ def candidates_from_metas(metas: Iterable[Any], now: float) -> list[Candidate]:
         )
         for m in metas
     ]
+
+
+def records_at(metas: Mapping[int, Any], record_at: Callable[[int, int], Any], frames: int) -> dict[int, Any]:
+    """``pbt.compare: synch``: each member's newest metadata, with the objective (and its window figures) of its
+    record at ``frames`` when it has trained past them (``record_at(member, frames)``: its newest record at or
+    before ``frames``). Everything else (time, frames, checkpoint, params) stays the newest record's: staleness is
+    judged on it and an exploit copies the leader's newest weights."""
+    out: dict[int, Any] = {}
+    for member, meta in metas.items():
+        record = record_at(member, frames) if meta.frames > frames else None
+        if record is None:
+            out[member] = meta
+            continue
+        extra = dict(getattr(meta, "extra", None) or {})
+        theirs = getattr(record, "extra", None) or {}
+        for key in WINDOW_KEYS:
+            extra.pop(key, None)
+            if key in theirs:
+                extra[key] = theirs[key]
+        out[member] = dataclasses.replace(meta, objective=record.objective, extra=extra)
+    return out
+
+
+#: the window figures a record carries with its objective (``poptrain.pbt.search.meta_extra``)
+WINDOW_KEYS = ("objective_se", "objective_n", "objective_window", "objective_binomial")
 
 
 def is_stale(c: Candidate, params: PbtSettings) -> bool:

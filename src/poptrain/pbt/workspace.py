@@ -182,6 +182,16 @@ class Workspace:
         metas = [self._read_meta(Path(p), member, it) for it, p in reversed(self._meta_files(member))]
         return [m for m in metas if m is not None]
 
+    def record_at(self, member: int, frames: int) -> MemberMeta | None:
+        """The member's newest valid metadata written at or before ``frames`` (None when it has none): its
+        record at a point of training progress (``pbt.compare: matched``). Reads newest first and stops at the
+        first match, so a member near ``frames`` costs one or two reads."""
+        for it, p in self._meta_files(member):
+            meta = self._read_meta(Path(p), member, it)
+            if meta is not None and meta.frames <= frames:
+                return meta
+        return None
+
     def latest(self, member: int) -> MemberMeta | None:
         """The member's newest valid metadata (older ones are tried when the newest is corrupt)."""
         for it, p in self._meta_files(member):
