@@ -18,8 +18,9 @@ Arms (``--members`` runs each, seeds ``1 + round * members + i``, the same seeds
 - ``pbt``: today's PBT (``pbt=pbt_default``: the legacy operators, one initial mutation per member, no noise
   gate), same mutation set;
 - ``perturb``: ``pbt=pbt_search`` (Latin hypercube start within a quarter of each range of the defaults, member
-  0 at them; no decision before the objective has signal; perturbation that can cross each range within the
-  run's decisions, resampling 0.25; exploit only beyond 2 standard errors);
+  0 at them; no decision before the objective has signal; members compared at the same frame count
+  (``pbt.compare=synch``); perturbation that can cross each range within the run's decisions, resampling 0.25;
+  exploit only beyond 2 standard errors);
 - ``pb2``: ``pbt=pbt_search pbt.explore=pb2``; ``resample``: ``pbt=pbt_search pbt.explore=resample``.
 
 ``--set pbt.KEY=VALUE`` (repeatable) adds overrides to the pbt_search arms (use a separate ``--out`` per set).

@@ -173,3 +173,36 @@ def test_the_search_preset_compares_at_the_same_frame():
         default = compose(config_name="config", overrides=["pbt=pbt_default"])
     assert PbtSettings.from_cfg(cfg.pbt, cfg).compare == "synch"
     assert PbtSettings.from_cfg(default.pbt, default).compare == "latest"
+
+
+def test_real_members_compare_at_the_same_frame(tmp_path):
+    """Two rl_games member processes, member 1 about 4x slower per epoch (8 mini-epochs against 1). Once member 1
+    has a record, member 0 never decides at a frame member 1 has not reached: member 0's record one interval
+    later is always written after member 1's record at the frame it decided at."""
+    from test_pbt_e2e import EPOCH_FRAMES, member_argv, start, wait_all
+
+    ws = tmp_path / "workspace"
+    interval = 8 * EPOCH_FRAMES
+    argvs = [
+        member_argv(ws, tmp_path / "runs", i, 2, epochs=64, mutation="lr_only")
+        + ["pbt.compare=synch", f"seed={7 + i}", f"train.params.config.mini_epochs={1 if i == 0 else 8}"]
+        for i in range(2)
+    ]
+    procs = [start(argv, tmp_path / f"log{i}.txt") for i, argv in enumerate(argvs)]
+    codes = wait_all(procs, timeout=400)
+    logs = [(tmp_path / f"log{i}.txt").read_text() for i in range(2)]
+    assert codes == [0, 0], [log[-2000:] for log in logs]
+    w = Workspace(ws)
+    first = w.member_history(1)[0]
+    zero = {m.frames: m for m in w.member_history(0)}
+    one = {m.frames: m for m in w.member_history(1)}
+    checked = 0
+    for frames, meta in zero.items():
+        decided = (
+            interval <= frames and not meta.finished and frames + interval in zero
+        )  # initial_delay: 1 interval
+        if decided and meta.time >= first.time and frames in one:
+            assert zero[frames + interval].time >= one[frames].time, (frames, zero, one)
+            checked += 1
+    assert checked >= 2, (sorted(zero), sorted(one), first)
+    assert "waiting at frame" in logs[0] and "every member at frame" in logs[0]

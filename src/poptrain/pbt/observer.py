@@ -106,7 +106,8 @@ class StartInfo:
         return start
 
 
-SYNCH_POLL_S = 0.2  # pbt.compare=synch: how often a member ahead re-reads the workspace
+SYNCH_POLL_S = (0.2, 2.0)  # pbt.compare=synch: a member ahead re-reads the workspace after 0.2 s, then 1.5x
+# longer each time up to 2 s (a shared folder of 16 members is not read 5 times a second for an hour)
 
 _RESTART_FIELDS = (
     "iteration", "restarts", "exploits", "parent", "decision_time", "event", "objective", "bookkeeping_s",
@@ -571,6 +572,7 @@ class PbtAlgoObserver(AlgoObserver):
         it was read. Members only ever wait for members behind them, so no two wait for each other."""
         t0 = time.perf_counter()
         said = False
+        pause = SYNCH_POLL_S[0]
         while True:
             now = self.clock()
             population = self.ws.read_population(now=now, include_stale=True)
@@ -593,7 +595,8 @@ class PbtAlgoObserver(AlgoObserver):
                     behind,
                 )
                 said = True
-            time.sleep(SYNCH_POLL_S)
+            time.sleep(pause)
+            pause = min(SYNCH_POLL_S[1], pause * 1.5)
 
     def decide(self, candidates: list[Candidate]) -> Decision:
         """Keep, mutate or exploit at this iteration under ``settings.replace_rule`` (seeded per iteration)."""
