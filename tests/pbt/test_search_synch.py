@@ -63,6 +63,20 @@ def test_records_at_takes_each_members_objective_at_the_frame_and_keeps_the_newe
     assert judged[0].objective == 1.0 and judged[0].extra["objective_se"] == 1  # its window at that point
     assert judged[0].iteration == 3 and judged[0].checkpoint == newest[0].checkpoint  # copies take the newest
     assert judged[1] is newest[1]  # not past the frame: unchanged
+    # member 2 copied member 0 and has no finished episode of its own: its record at 2000, written before the
+    # wait, carried member 0's objective of an interval ago (1.0); judged at 2000 it is member 0's there (2.0)
+    carried = {"objective_source": 0, "objective_n": 0}
+    ws.write_checkpoint(make_meta(2, 1, frames=2 * INTERVAL, objective=1.0, extra=carried), {"model": {}})
+    newest[2] = ws.latest(2)
+    judged = records_at(newest, ws.record_at, 2 * INTERVAL)
+    assert judged[2].objective == 2.0 and judged[2].extra["objective_se"] == 2
+    for forged in ("0", True, 2, 99, None):  # not a member index, itself, unknown: its own record stands
+        ws.write_checkpoint(
+            make_meta(2, 2, frames=2 * INTERVAL, objective=1.0, extra={"objective_source": forged}),
+            {"model": {}},
+        )
+        newest[2] = ws.latest(2)
+        assert records_at(newest, ws.record_at, 2 * INTERVAL)[2].objective == 1.0, forged
 
 
 def test_a_member_ahead_waits_for_its_peers_and_is_judged_at_the_same_frame(tmp_path):
@@ -131,6 +145,7 @@ def test_a_copy_is_judged_by_its_source_until_it_has_episodes_of_its_own(tmp_pat
     (event,) = [e for e in exploits(tmp_path) if e.member == 3]  # far below the others: copies one of them
     source = members[event.source]
     assert m3.carried_source == event.source and not m3.window
+    assert m3.metadata(m3.algo.frame, m3.objective()).extra["objective_source"] == event.source
     assert m3.objective() == Workspace(tmp_path / "pbt_workspace").latest(event.source).objective
     before = m3.objective()
     _step(source, 40.0)  # the source improves (at 2000 frames)
@@ -144,6 +159,7 @@ def test_a_copy_is_judged_by_its_source_until_it_has_episodes_of_its_own(tmp_pat
     assert not m3.window and m3.objective() == 40.0
     m3.process_infos({}, torch.tensor([[0]]))  # env 0's next episode began after the copy: it counts
     assert m3.objective() == -3.0
+    assert "objective_source" not in m3.metadata(m3.algo.frame, m3.objective()).extra  # its own now
     m3.process_infos({}, torch.tensor([[1], [2]]))  # env 1 again (counts), env 2 for the first time (not)
     assert m3.objective() == -3.5 and sorted(m3.window) == [-4.0, -3.0]
 

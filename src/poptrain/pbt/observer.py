@@ -445,6 +445,11 @@ class PbtAlgoObserver(AlgoObserver):
         self._flush_pending()
         return search.window_stats(list(self.window))
 
+    def _carried(self) -> bool:
+        """The objective is the source's (an exploit, no finished episode of this member's own since)."""
+        self._flush_pending()
+        return not self.window and self.carried_source is not None
+
     def objective(self) -> float:
         """Mean of the window (every episode finished so far included), else the carried objective."""
         self._flush_pending()
@@ -481,6 +486,8 @@ class PbtAlgoObserver(AlgoObserver):
             finished=finished,
             extra={
                 **search.meta_extra(self.objective_stats(), self.window.maxlen),
+                # the objective is carried from this member (no finished episode of our own since the copy)
+                **({"objective_source": self.carried_source} if self._carried() else {}),
                 "nonfinite_objectives": self.nonfinite_objectives,
                 "bookkeeping_s": round(self.bookkeeping_s, 6),
                 "process_s": round(self.process_s(), 6),

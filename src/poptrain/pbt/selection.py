@@ -99,12 +99,16 @@ def candidates_from_metas(metas: Iterable[Any], now: float) -> list[Candidate]:
 def records_at(metas: Mapping[int, Any], record_at: Callable[[int, int], Any], frames: int) -> dict[int, Any]:
     """``pbt.compare: synch``: each member's newest metadata, with the objective (and its window figures) of its
     record at ``frames`` when it has trained past them (``record_at(member, frames)``: its newest record at or
-    before ``frames``). Everything else (time, frames, checkpoint, params) stays the newest record's: staleness is
-    judged on it and an exploit copies the leader's newest weights."""
+    before ``frames``). A record whose objective was carried from the member it copied (``objective_source`` in
+    its extra: no finished episode of its own yet) takes that member's record at ``frames`` instead: written
+    before the wait, it may hold the source's objective of an interval ago. Everything else (time, frames,
+    checkpoint, params) stays the newest record's: staleness is judged on it and an exploit copies the leader's
+    newest weights."""
     out: dict[int, Any] = {}
     for member, meta in metas.items():
-        record = record_at(member, frames) if meta.frames > frames else None
-        if record is None:
+        record = record_at(member, frames) if meta.frames > frames else meta
+        record = _own_or_source(member, record if record is not None else meta, metas, record_at, frames)
+        if record is meta:
             out[member] = meta
             continue
         extra = dict(getattr(meta, "extra", None) or {})
@@ -115,6 +119,18 @@ def records_at(metas: Mapping[int, Any], record_at: Callable[[int, int], Any], f
                 extra[key] = theirs[key]
         out[member] = dataclasses.replace(meta, objective=record.objective, extra=extra)
     return out
+
+
+def _own_or_source(
+    member: int, record: Any, metas: Mapping[int, Any], record_at: Callable[[int, int], Any], frames: int
+) -> Any:
+    source = (getattr(record, "extra", None) or {}).get("objective_source")  # workspace data: checked
+    if isinstance(source, bool) or not isinstance(source, int) or source == member or source not in metas:
+        return record
+    theirs = record_at(source, frames)
+    if theirs is None or not math.isfinite(float(theirs.objective)):
+        return record
+    return theirs
 
 
 #: the window figures a record carries with its objective (``poptrain.pbt.search.meta_extra``)
