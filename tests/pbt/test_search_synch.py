@@ -137,7 +137,7 @@ def test_a_stalled_peer_is_waited_for_only_until_it_is_stale(tmp_path):
 
 
 def test_a_copy_is_judged_by_its_source_until_it_has_episodes_of_its_own(tmp_path):
-    clock, members = population(tmp_path)
+    clock, members = population(tmp_path, extra=("pbt.judge_copy=source",))
     _prime(members)
     for o, objective in zip(members, (10.0, 9.0, 8.0, 1.0), strict=True):
         _step(o, objective)
@@ -222,3 +222,18 @@ def test_real_members_compare_at_the_same_frame(tmp_path):
             checked += 1
     assert checked >= 2, (sorted(zero), sorted(one), first)
     assert "waiting at frame" in logs[0] and "every member at frame" in logs[0]
+
+
+def test_by_default_a_copy_carries_the_leaders_objective_and_counts_every_episode(tmp_path):
+    """pbt.judge_copy=carried (pbt_default): the behaviour before judge_copy existed."""
+    clock, members = population(tmp_path)
+    _prime(members)
+    for o, objective in zip(members, (10.0, 9.0, 8.0, 1.0), strict=True):
+        _step(o, objective)
+    m3 = members[3]
+    (event,) = [e for e in exploits(tmp_path) if e.member == 3]
+    assert m3.carried_source is None and m3.objective() == event.extra["source_objective"]
+    assert "objective_source" not in m3.metadata(m3.algo.frame, m3.objective()).extra
+    m3.algo.current_rewards = torch.tensor([[-3.0], [-4.0], [-5.0], [-6.0]])
+    m3.process_infos({}, torch.tensor([[0], [1]]))  # begun before the copy: counted all the same
+    assert m3.objective() == -3.5

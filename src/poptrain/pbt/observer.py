@@ -358,7 +358,10 @@ class PbtAlgoObserver(AlgoObserver):
         # that learns fast leaves behind within an interval, so the copy would read as the worst and copy again).
         self.carried_source: int | None = (
             int(start.parent["member"])
-            if start.kind == "restart" and start.event == "exploit" and start.parent
+            if settings.judge_copy == "source"
+            and start.kind == "restart"
+            and start.event == "exploit"
+            and start.parent
             else None
         )
 
@@ -722,9 +725,10 @@ class PbtAlgoObserver(AlgoObserver):
             self.window.clear()
             self._pending.clear()
             self.carried_objective = float(leader.objective)
-            self.carried_source = leader.member
-            num_envs = int(getattr(self.algo, "num_actors", 0) or 0)
-            self._begun_before_copy = torch.ones(num_envs, dtype=torch.bool) if num_envs > 0 else None
+            if self.settings.judge_copy == "source":
+                self.carried_source = leader.member
+                num_envs = int(getattr(self.algo, "num_actors", 0) or 0)
+                self._begun_before_copy = torch.ones(num_envs, dtype=torch.bool) if num_envs > 0 else None
             # the leader's optimizer state carries the leader's lr: re-apply every live key we track
             # (except keys the training loop overwrites: issue 14, search.dead_set)
             api.set_params(

@@ -209,6 +209,15 @@ class PbtSettings:
         "ours: no decision (exploit or explore) until the population's objective has signal (noise.signal)",
     )
     pb2_kappa: float = setting(2.0, "PB2: UCB width, mean + kappa * std", lo=0.0)
+    judge_copy: str = setting(
+        "carried",
+        "after a hot-swap exploit: carried (IGE-like) restarts the window with every episode that ends from then "
+        "on and reads the leader's objective at the copy until one has; source (ours) leaves out episodes that "
+        "began under the old weights and, until the copy has finished episodes of its own, reads its source's "
+        "newest objective at the copy's frame count (a population that learns fast leaves the objective at the "
+        "copy behind within an interval, and the copy would read as the worst and copy again)",
+        choices=("carried", "source"),
+    )
     compare: str = setting(
         "latest",
         "latest (IGE/ILab): rank every member by its newest objective, however far it has trained; synch (ours, "
