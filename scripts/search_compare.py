@@ -23,7 +23,9 @@ Arms (``--members`` runs each, seeds ``1 + round * members + i``, the same seeds
   exploit only beyond 2 standard errors);
 - ``pb2``: ``pbt=pbt_search pbt.explore=pb2``; ``resample``: ``pbt=pbt_search pbt.explore=resample``.
 
-``--set pbt.KEY=VALUE`` (repeatable) adds overrides to the pbt_search arms (use a separate ``--out`` per set).
+``--set pbt.KEY=VALUE`` (repeatable) adds overrides to the pbt_search arms (use a separate ``--out`` per set);
+``--config KEY=VALUE`` (repeatable) changes the task's configuration for every arm (``--arms fixed --config
+train.params.config.gamma=0.95`` on pendulum: the defaults with the known answer, a ceiling for the search).
 
 ``perturb`` and ``pb2`` draw their initial Latin hypercube with ``pbt.sample_seed`` = the round's first seed
 (the figures in benchmarks/RESULTS-search.md were measured before this: every round had sample seed 0).
@@ -100,6 +102,7 @@ def run_arm(
     num_envs: int,
     seed0: int,
     extra: tuple[str, ...] = (),
+    config: tuple[str, ...] = (),
 ) -> list[dict]:
     spec = TASKS[task]
     procs = []
@@ -120,6 +123,7 @@ def run_arm(
             argv.append(f"pbt.explore={arm}")
         if arm in SEARCH_ARMS:  # a fresh Latin hypercube per round (the rounds are replicates)
             argv += [f"pbt.sample_seed={seed0}", *extra]
+        argv += list(config)  # a variant of the task's configuration, for every arm (e.g. the oracle below)
         params = random_params(spec["mutation"], f"{task}-{seed}") if arm == "random" else {}
         argv += [f"{k}={v!r}" for k, v in params.items()]
         log = (root / f"{arm}_{i}.log").open("w")
@@ -129,13 +133,14 @@ def run_arm(
         code = proc.wait()
         ws = Workspace(root / (f"{arm}_ws_{i}" if alone else f"{arm}_ws"))
         final = ws.latest(0 if alone else i)
-        extra = final.extra if final else {}
+        figures = final.extra if final else {}
         rows.append({
             "task": task, "arm": arm, "run": i, "seed": seed, "exit": code,
-            "objective": final.objective if final else math.nan, "se": extra.get("objective_se"),
-            "window": extra.get("objective_n"), "frames": final.frames if final else 0,
+            "objective": final.objective if final else math.nan, "se": figures.get("objective_se"),
+            "window": figures.get("objective_n"), "frames": final.frames if final else 0,
+            "carried_from": figures.get("objective_source"),
             "exploits": final.exploits if final else 0, "params": final.params if final else params,
-            "overrides": list(extra) if arm in SEARCH_ARMS else [],
+            "overrides": [*(extra if arm in SEARCH_ARMS else ()), *config],
         })  # fmt: skip
     return rows
 
@@ -155,7 +160,8 @@ def summary(rows: list[dict]) -> str:
     for task in sorted({r["task"] for r in rows}):
         spec = TASKS[task]
         trows = [r for r in rows if r["task"] == task]
-        arms = [a for a in ARMS if any(r["arm"] == a for r in trows)]
+        named = {r["arm"] for r in trows}  # rows merged from several runs may carry other names (e.g. oracle)
+        arms = [a for a in ARMS if a in named] + sorted(named - set(ARMS))
         rounds = sorted({r["round"] for r in trows})
         complete = [
             k for k in rounds if all(any(r["arm"] == a and r["round"] == k for r in trows) for a in arms)
@@ -229,6 +235,11 @@ def main(argv: list[str] | None = None) -> int:
         "--set", action="append", default=[], metavar="KEY=VALUE",
         help="a pbt.* override for the pbt_search arms (perturb, pb2, resample); repeatable",
     )  # fmt: skip
+    ap.add_argument(
+        "--config", action="append", default=[], metavar="KEY=VALUE",
+        help="a config override for every run of every arm (a variant of the task; e.g. the defaults with the "
+        "known answer, train.params.config.gamma=0.95 on pendulum: an oracle); repeatable",
+    )  # fmt: skip
     ap.add_argument("--out", default="", help="results and run folders (default: a temp dir); results append")
     ap.add_argument("--summary", default="", help="print the tables of DIR/results.json and exit")
     args = ap.parse_args(argv)
@@ -243,6 +254,14 @@ def main(argv: list[str] | None = None) -> int:
     bad = [o for o in extra if not o.startswith("pbt.") or "=" not in o or any(c.isspace() for c in o)]
     if bad:
         ap.error(f"--set takes pbt.KEY=VALUE overrides without spaces, got {bad}")
+    config = tuple(args.config)
+    bad = [
+        o
+        for o in config
+        if "=" not in o or o.startswith(("pbt", "hydra", "+", "~")) or any(c.isspace() for c in o)
+    ]
+    if bad:
+        ap.error(f"--config takes KEY=VALUE overrides of the task or train config without spaces, got {bad}")
     args.epochs = args.epochs or TASKS[args.task]["epochs"]
     base = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="search_compare_"))
     base.mkdir(parents=True, exist_ok=True)
@@ -250,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[dict] = json.loads(results.read_text()) if results.exists() else []
     print(
         f"{args.task}: {args.members} runs per arm x {args.epochs} epochs x {args.num_envs * 16} frames; "
-        f"arms {arms}; pbt_search overrides {list(extra)}; out {base}",
+        f"arms {arms}; pbt_search overrides {list(extra)}; config {list(config)}; out {base}",
         flush=True,
     )
     for k in range(args.first_round, args.first_round + args.rounds):
@@ -259,7 +278,9 @@ def main(argv: list[str] | None = None) -> int:
             root = base / args.task / f"round{k}"
             root.mkdir(parents=True, exist_ok=True)
             t0 = time.perf_counter()
-            new = run_arm(root, args.task, arm, args.members, args.epochs, args.num_envs, seed0, extra)
+            new = run_arm(
+                root, args.task, arm, args.members, args.epochs, args.num_envs, seed0, extra, config
+            )
             wall, load1 = time.perf_counter() - t0, os.getloadavg()[0]
             for r in new:
                 r.update(

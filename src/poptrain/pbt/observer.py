@@ -328,9 +328,10 @@ class PbtAlgoObserver(AlgoObserver):
         )  # run_training returns this member's final result, trains nothing
         self.window: deque[float] = deque(maxlen=int(self.settings.objective_window))
         self._pending: list[torch.Tensor] = []
-        # After a hot-swap exploit, per env: its running episode began under the weights this member had before
-        # (True until that episode ends). Such an episode is not the copied weights' result, so it does not enter
-        # the window; until the copy has its own finished episodes the objective is the leader's (carried).
+        # pbt.judge_copy=source, after a hot-swap exploit, per env: its running episode began under the weights
+        # this member had before (True until that episode ends). Such an episode is not the copied weights'
+        # result, so it does not enter the window; until the copy has finished episodes of its own, its
+        # objective is its source's (carried_source).
         self._begun_before_copy: torch.Tensor | None = None
         self.nonfinite_objectives = 0
         self.next_frame: int | None = None
@@ -353,9 +354,10 @@ class PbtAlgoObserver(AlgoObserver):
         # (the leader's after an exploit, the saved one after a restart/resume): episodes can be longer
         # than an interval, and an empty window must not read as "unknown" (NaN never ranks).
         self.carried_objective = float(start.objective)
-        # The member whose weights this member copied last (exploit): until this member has finished episodes of
-        # its own, its objective is that member's newest one, not the one it had when copied (which a population
-        # that learns fast leaves behind within an interval, so the copy would read as the worst and copy again).
+        # pbt.judge_copy=source: the member whose weights this member copied last (exploit). Until this member
+        # has finished episodes of its own, its objective is that member's newest one at this member's frame
+        # count, not the one it had when copied (which a population that learns fast leaves behind within an
+        # interval, so the copy would read as the worst and copy again).
         self.carried_source: int | None = (
             int(start.parent["member"])
             if settings.judge_copy == "source"
@@ -384,9 +386,7 @@ class PbtAlgoObserver(AlgoObserver):
         if done_indices.numel():
             ids = done_indices.reshape(-1)
             values = self._objective_values(infos, ids).detach().float().reshape(-1)
-            if (
-                self._begun_before_copy is not None
-            ):  # drop episodes the copied weights did not play from the start
+            if self._begun_before_copy is not None:  # pbt.judge_copy=source: drop episodes begun before
                 ids = ids.to(self._begun_before_copy.device)
                 mixed = self._begun_before_copy[ids]
                 self._begun_before_copy[ids] = False
